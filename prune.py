@@ -1,0 +1,15 @@
+"""Gradual magnitude pruning: ``python prune.py model=efficientnet_b2 recipe=gmp_62``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from sparsebench.prune import prune
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="prune")
+def main(cfg: DictConfig) -> float:
+    return prune(cfg)["pruned/val_acc"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Checks and path handling shared by the entry points, run before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from sparsebench.models import check_model_name
+from sparsebench.pruning.recipe import Recipe
+
+# Config keys that hold file system paths given by the user.
+PATH_KEYS = ("checkpoint", "resume", "data.root", "model.pretrained_file")
+
+
+def absolute_path(value: str) -> str:
+    """Resolve a path against the directory the command was started in.
+
+    Hydra may change the working directory (``hydra.job.chdir=true``), so relative paths are
+    taken from Hydra's original working directory when Hydra is running.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if HydraConfig.initialized():
+        return str(Path(HydraConfig.get().runtime.cwd) / path)
+    return str(path.resolve())
+
+
+def resolve_paths(cfg: DictConfig) -> None:
+    """Make every user-given path in ``cfg`` absolute, in place."""
+    with open_dict(cfg):
+        for key in PATH_KEYS:
+            parent_key, _, leaf = key.rpartition(".")
+            parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+            if parent is not None and parent.get(leaf):
+                parent[leaf] = absolute_path(str(parent[leaf]))
+
+
+def image_size(cfg: DictConfig) -> int:
+    """Return ``data.image_size`` if set, else the model's native input size."""
+    return int(cfg.data.image_size or cfg.model.input_size)
+
+
+def validate_common(cfg: DictConfig) -> None:
+    """Check the model, data and optimizer sections, naming the key, the value and the fix."""
+    check_model_name(cfg.model.timm_name)
+    size = image_size(cfg)
+    if size < cfg.model.min_input_size:
+        raise ValueError(
+            f"data.image_size={size} is below model {cfg.model.name!r}'s minimum of "
+            f"{cfg.model.min_input_size} pixels; set data.image_size={cfg.model.min_input_size} or more."
+        )
+    lr = cfg.optimizer.get("lr")
+    if lr is None or lr <= 0:
+        raise ValueError(f"optimizer.lr={lr} must be a positive number, e.g. optimizer.lr=0.01.")
+    gamma = cfg.lr_schedule.gamma
+    if not 0 < gamma <= 1:
+        raise ValueError(f"lr_schedule.gamma={gamma} must be in (0, 1]; 1 keeps the LR constant.")
+
+
+def lr_milestones(cfg: DictConfig, recipe: Recipe | None = None) -> list[float]:
+    """Return the LR milestones in epochs; ``phases`` means the recipe's phase boundaries."""
+    milestones = cfg.lr_schedule.milestones
+    if milestones == "phases":
+        if recipe is None:
+            raise ValueError("lr_schedule.milestones=phases needs a recipe; give a list of epochs instead.")
+        return [recipe.pruning_start, recipe.pruning_end]
+    if not isinstance(milestones, (list, ListConfig)) or any(
+        not isinstance(m, (int, float)) or m < 0 for m in milestones
+    ):
+        raise ValueError(
+            f"lr_schedule.milestones={milestones} must be a list of epochs >= 0"
+            f"{' or phases' if recipe else ''}, e.g. lr_schedule.milestones=[5,8]."
+        )
+    return [float(m) for m in milestones]

@@ -1,0 +1,166 @@
+"""Gradual magnitude pruning runs: ``prune(cfg)`` is what ``prune.py`` runs.
+
+Flow: build model and data -> fit with the pruner callback (stabilization, pruning,
+finetuning) -> validate the dense snapshot and the pruned model -> export both to ONNX ->
+write ``sparsity.json`` and ``summary.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from sparsebench.config import image_size, resolve_paths, validate_common
+from sparsebench.export import export_and_verify
+from sparsebench.pruning.native import NativeGMP
+from sparsebench.pruning.recipe import Recipe
+from sparsebench.pruning.snapshot import DenseSnapshot
+from sparsebench.train import build_components, run_name, write_json
+from sparsebench.trainer import build_loggers, build_trainer, evaluate, finish_loggers
+
+log = logging.getLogger(__name__)
+
+PRUNERS = ("native",)
+DENSE_SNAPSHOT = "dense.pt"
+
+
+def build_pruner(cfg: DictConfig, recipe: Recipe) -> NativeGMP:
+    """Create the pruner callback that ``cfg.pruner.kind`` names."""
+    if cfg.pruner.kind == "native":
+        return NativeGMP(recipe)
+    raise ValueError(f"pruner={cfg.pruner.kind!r} is unknown; use one of {PRUNERS}.")
+
+
+def resume_checkpoint(value: str | None) -> Path | None:
+    """Return the checkpoint to resume from: a .ckpt file, or a run folder's last.ckpt."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"resume={value!r}: {path} does not exist; give a run folder or its checkpoints/last.ckpt."
+        )
+    return path
+
+
+def prune(cfg: DictConfig) -> dict[str, Any]:
+    """Prune ``cfg.model`` with ``cfg.recipe``, export dense and pruned ONNX files, return the summary."""
+    resolve_paths(cfg)
+    validate_common(cfg)
+    recipe = Recipe.from_config(cfg.recipe)
+    resume = resume_checkpoint(cfg.resume)
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    snapshot_path = output_dir / "checkpoints" / DENSE_SNAPSHOT
+    if resume is not None and not snapshot_path.exists() and (resume.parent / DENSE_SNAPSHOT).exists():
+        snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(resume.parent / DENSE_SNAPSHOT, snapshot_path)
+
+    # 1. Fit: stabilization, pruning and finetuning in one run of the trainer.
+    module, datamodule = build_components(cfg, recipe)
+    pruner = build_pruner(cfg, recipe)
+    loggers = build_loggers(cfg, output_dir, run_name(cfg))
+    trainer = build_trainer(
+        cfg, output_dir, recipe.total_epochs,
+        callbacks=[DenseSnapshot(snapshot_path, recipe.pruning_start), pruner], loggers=loggers,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+
+    # 2. Measure: accuracy of the dense snapshot and the pruned model, sparsity of the weights.
+    pruned_metrics = evaluate(module, datamodule, cfg)
+    dense_model = copy.deepcopy(module.model)
+    dense_model.load_state_dict(torch.load(snapshot_path, map_location="cpu", weights_only=True))
+    dense_module = type(module)(
+        dense_model, datamodule.num_classes, module.optimizer_factory, model_name=cfg.model.name
+    )
+    dense_metrics = evaluate(dense_module, datamodule, cfg)
+    weights = pruner.measured()
+    layer_names = list(weights["layers"])
+
+    # 3. Export both models through the one exporter and read the sparsity back from ONNX.
+    size = image_size(cfg)
+    dense_onnx = export_and_verify(dense_model, output_dir / "dense.onnx", size, layer_names)
+    pruned_onnx = export_and_verify(module.model, output_dir / "pruned.onnx", size, layer_names)
+    check_onnx_matches_weights(weights, pruned_onnx["sparsity"])
+
+    # 4. Report.
+    targets = pruner.targets(trainer.global_step)
+    sparsity = {
+        "pruner": cfg.pruner.kind,
+        "recipe": recipe.to_dict(),
+        "target": targets,
+        "checkpoint": weights,
+        "onnx": pruned_onnx["sparsity"],
+    }
+    write_json(output_dir / "sparsity.json", sparsity)
+    summary = {
+        "model": cfg.model.name,
+        "timm_name": cfg.model.timm_name,
+        "recipe": recipe.name,
+        "pruner": cfg.pruner.kind,
+        "image_size": size,
+        "dense/val_acc": dense_metrics["val/acc"],
+        "pruned/val_acc": pruned_metrics["val/acc"],
+        "delta/val_acc_points": 100 * (pruned_metrics["val/acc"] - dense_metrics["val/acc"]),
+        "sparsity/checkpoint": weights["overall"],
+        "sparsity/onnx": pruned_onnx["sparsity"]["overall"],
+        "onnx": {
+            name: {key: facts[key] for key in ("path", "bytes", "gzip_bytes", "gzip_ratio")}
+            for name, facts in (("dense", dense_onnx), ("pruned", pruned_onnx))
+        },
+        "checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
+        "sparsity_report": str(output_dir / "sparsity.json"),
+    }
+    write_json(output_dir / "summary.json", summary)
+    finish_loggers(loggers, flat_metrics(summary))
+    print_summary(summary)
+    return summary
+
+
+def check_onnx_matches_weights(weights: dict, onnx_report: dict) -> None:
+    """Warn, naming the layers, where the ONNX file has other zeros than the trained weights.
+
+    Folding a BatchNorm whose scale is exactly zero (timm zero-initializes some of them)
+    zeros a whole convolution, so an untrained model can be sparser in ONNX than in torch.
+    """
+    differing = [
+        name for name, layer in weights["layers"].items()
+        if onnx_report["layers"][name]["zeros"] != layer["zeros"]
+    ]
+    if differing:
+        log.warning(
+            "ONNX sparsity %.2f%% differs from the weights' %.2f%% in %d layers, e.g. %s; "
+            "a BatchNorm scale of exactly zero folds into an all-zero convolution",
+            100 * onnx_report["overall"], 100 * weights["overall"], len(differing), differing[:3],
+        )
+
+
+def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Return the summary's numbers with slash-separated keys, for W&B's run summary."""
+    metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    for name, facts in summary["onnx"].items():
+        for key in ("bytes", "gzip_bytes", "gzip_ratio"):
+            metrics[f"onnx_{name}/{key}"] = facts[key]
+    return metrics
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Log dense vs pruned accuracy, the sparsity and where the files are."""
+    log.info(
+        "%s %s: val/acc dense %.2f%% -> pruned %.2f%% (%+.2f points); sparsity %.2f%% in the "
+        "checkpoint, %.2f%% in ONNX",
+        summary["model"], summary["recipe"], 100 * summary["dense/val_acc"],
+        100 * summary["pruned/val_acc"], summary["delta/val_acc_points"],
+        100 * summary["sparsity/checkpoint"], 100 * summary["sparsity/onnx"],
+    )
+    log.info("pruned ONNX file: %s", summary["onnx"]["pruned"]["path"])
+    log.info("sparsity report: %s", summary["sparsity_report"])

@@ -1,0 +1,1 @@
+"""Gradual magnitude pruning: recipes, schedules, masks and the pruner callbacks."""

@@ -1,0 +1,201 @@
+"""Native gradual magnitude pruning as a Lightning callback, with no reparametrization.
+
+The callback keeps the masks itself and multiplies them into the weights, so checkpoints hold
+plain ``weight`` tensors with real zeros (no ``weight_orig``/``weight_mask`` pairs) that any
+other code can load.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from sparsebench.pruning.masks import assign_groups, magnitude_masks, prunable_layers, sparsity_report
+from sparsebench.pruning.recipe import PHASES, Recipe, ResolvedGroup
+from sparsebench.pruning.schedule import Window, target_sparsity
+from sparsebench.trainer import optimizer_steps_per_epoch
+
+log = logging.getLogger(__name__)
+
+
+class NativeGMP(pl.Callback):
+    """Prune ``pl_module.model`` by magnitude following a recipe's cubic or linear schedule.
+
+    When it acts:
+      - ``on_train_start``: resolves layers, groups and windows in optimizer steps and
+        re-applies masks restored from a checkpoint.
+      - ``on_train_batch_start``: when a group's target for the current global step is above
+        the sparsity it has, recomputes that group's masks from the weight magnitudes.
+      - ``on_before_optimizer_step``: zeros the gradients of pruned weights.
+      - ``on_train_batch_end`` (after the optimizer step): zeros pruned weights again, since
+        momentum and weight decay move them.
+      - ``on_train_epoch_end`` and ``on_train_end``: apply an update due at the last step,
+        then log the target and measured sparsity.
+
+    What it keeps (saved in checkpoints): the mask of every pruned layer, the sparsity applied
+    to each group and the recipe, so a resumed run continues to the same final sparsity.
+    """
+
+    def __init__(self, recipe: Recipe, model_attribute: str = "model") -> None:
+        self.recipe = recipe
+        self.model_attribute = model_attribute
+        self.groups: list[ResolvedGroup] = recipe.resolved_groups()
+        self.masks: dict[str, torch.Tensor] = {}
+        self.applied: dict[str, float] = {group.name: 0.0 for group in self.groups}
+        self.layers: dict[str, nn.Module] = {}
+        self.members: dict[str, list[str]] = {}
+        self.windows: dict[str, Window] = {}
+        self.steps_per_epoch = 0
+        self._weights: list[torch.Tensor] = []
+        self._weight_masks: list[torch.Tensor] = []
+
+    @property
+    def state_key(self) -> str:
+        return "NativeGMP"
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        model = getattr(pl_module, self.model_attribute)
+        self.layers = prunable_layers(model, self.recipe)
+        self.members = assign_groups(self.layers, self.groups)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.steps_per_epoch = optimizer_steps_per_epoch(trainer)
+        self.windows = {
+            group.name: Window.from_epochs(
+                group.start_epoch, group.end_epoch, self.recipe.update_frequency, self.steps_per_epoch
+            )
+            for group in self.groups
+        }
+        for group in self.groups:
+            window = self.windows[group.name]
+            log.info(
+                "group %r: %d layers, sparsity %.1f%% -> %.1f%% over steps %d-%d, update every %d steps",
+                group.name, len(self.members[group.name]), 100 * group.init_sparsity,
+                100 * group.final_sparsity, window.start, window.end, window.every,
+            )
+        self._move_masks_to(next(pl_module.parameters()).device)
+        self._collect_masked_weights()
+        self._apply_to_weights()
+        self._update(trainer.global_step)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._update(trainer.global_step)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        pairs = [(w.grad, m) for w, m in zip(self._weights, self._weight_masks) if w.grad is not None]
+        if pairs:
+            grads, masks = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(masks))
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._apply_to_weights()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._update(trainer.global_step)
+        self._log_sparsity(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._update(trainer.global_step)
+
+    def targets(self, step: int) -> dict[str, float]:
+        """Return each group's scheduled sparsity once ``step`` optimizer steps are done."""
+        return {
+            group.name: target_sparsity(
+                step, self.windows[group.name], group.init_sparsity, group.final_sparsity,
+                self.recipe.interpolation,
+            )
+            for group in self.groups
+        }
+
+    def measured(self) -> dict:
+        """Measure the sparsity of the pruned layers' weights, overall and per group."""
+        report = sparsity_report({name: layer.weight for name, layer in self.layers.items()
+                                  if any(name in members for members in self.members.values())})
+        per_group = {}
+        for group, names in self.members.items():
+            zeros = sum(report["layers"][n]["zeros"] for n in names)
+            numel = sum(report["layers"][n]["numel"] for n in names)
+            per_group[group] = zeros / numel if numel else 0.0
+        report["groups"] = per_group
+        return report
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "masks": {name: mask.bool().cpu() for name, mask in self.masks.items()},
+            "applied": dict(self.applied),
+            "recipe": self.recipe.to_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict["recipe"] != self.recipe.to_dict():
+            raise ValueError(
+                f"the checkpoint was pruned with recipe {state_dict['recipe'].get('name')!r} "
+                f"and other settings than recipe {self.recipe.name!r}; resume with the same "
+                "recipe overrides, or start a new run from it with checkpoint=<path>."
+            )
+        self.masks = {name: mask.float() for name, mask in state_dict["masks"].items()}
+        self.applied = dict(state_dict["applied"])
+
+    def _update(self, step: int) -> None:
+        changed = False
+        for group_name, target in self.targets(step).items():
+            if target <= self.applied[group_name] + 1e-12:
+                continue
+            names = self.members[group_name]
+            weights = {name: self.layers[name].weight for name in names}
+            masks = magnitude_masks(weights, target, self.recipe.scope)
+            self.masks.update(masks)
+            self.applied[group_name] = target
+            changed = True
+            log.debug("step %d: group %r pruned to %.2f%%", step, group_name, 100 * target)
+        if changed:
+            self._collect_masked_weights()
+            self._apply_to_weights()
+
+    def _collect_masked_weights(self) -> None:
+        names = [name for name in self.masks if name in self.layers]
+        self._weights = [self.layers[name].weight for name in names]
+        self._weight_masks = [self.masks[name] for name in names]
+
+    @torch.no_grad()
+    def _apply_to_weights(self) -> None:
+        if self._weights:
+            torch._foreach_mul_(self._weights, self._weight_masks)
+
+    def _move_masks_to(self, device: torch.device) -> None:
+        self.masks = {name: mask.to(device) for name, mask in self.masks.items()}
+        unknown = sorted(set(self.masks) - set(self.layers))
+        if unknown:
+            raise ValueError(
+                f"the checkpoint has masks for layers this model lacks: {unknown[:3]}; "
+                "it was pruned with another model or recipe."
+            )
+
+    def _log_sparsity(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        measured = self.measured()
+        targets = self.targets(trainer.global_step)
+        numel = {g: sum(self.layers[n].weight.numel() for n in names) for g, names in self.members.items()}
+        total = sum(numel.values()) or 1
+        metrics = {
+            "sparsity/overall": measured["overall"],
+            "sparsity/target": sum(targets[g] * numel[g] for g in targets) / total,
+            "pruning/phase": float(PHASES.index(self.phase(max(trainer.global_step - 1, 0)))),
+        }
+        for group in self.groups:
+            metrics[f"sparsity/{group.name}"] = measured["groups"][group.name]
+            metrics[f"sparsity_target/{group.name}"] = targets[group.name]
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+
+    def phase(self, step: int) -> str:
+        """Return the recipe phase that optimizer step ``step`` belongs to."""
+        return self.recipe.phase_at(step / max(self.steps_per_epoch, 1))
