@@ -80,11 +80,12 @@ def check_imagefolder(root: Path, key: str = "data.root") -> list[str]:
             f"{key}={str(root)!r} does not exist; point it at a folder with train/ and val/ "
             "subfolders that hold one folder of images per class."
         )
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise FileNotFoundError(f"{key}={str(root)!r} has no {split}/ folder; ImageFolder data needs train/ and val/.")
     classes_by_split = {}
     for split in SPLITS:
         split_dir = root / split
-        if not split_dir.is_dir():
-            raise FileNotFoundError(f"{key}={str(root)!r} has no {split}/ folder; ImageFolder data needs train/ and val/.")
         classes = sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
         if not classes:
             raise ValueError(f"{split_dir} has no class folders; put each class's images in its own folder.")
