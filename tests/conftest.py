@@ -20,6 +20,7 @@ FAST_PRUNE = [
     "data.image_size=32",
     "data.batch_size=32",
     "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=3",
     "trainer.enable_progress_bar=false",
     "recipe.stabilization_epochs=1",
     "recipe.pruning_epochs=2",
@@ -27,6 +28,8 @@ FAST_PRUNE = [
     "recipe.update_frequency=0.5",
     "logger=csv",
 ]
+# timm's 0.4M-parameter ResNet made for tests: the layer names of resnet10t, a tenth of the size.
+TINY_MODEL = ["model.name=test_resnet", "model.timm_name=test_resnet"]
 
 
 @pytest.fixture(scope="session")

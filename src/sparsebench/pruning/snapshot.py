@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class DenseSnapshot(pl.Callback):
-    """Save ``pl_module.model``'s weights at the first step of the pruning phase.
+    """Save ``pl_module.model``'s weights when the global step reaches the start of pruning.
 
-    It acts in ``on_train_batch_start`` once the global step reaches the start of pruning, and
-    in ``on_train_end`` if pruning never started. List it before the pruner callback so it sees
+    It checks in ``on_train_start``, ``on_train_batch_start`` and ``on_train_epoch_end``, the
+    hooks in which a pruner may apply its first mask, and in ``on_train_end`` if pruning never
+    started. List it before the pruner callback so that it runs first in each hook and sees
     the weights before the first mask. It writes the file once: a resumed run keeps it.
     """
 
@@ -37,15 +38,22 @@ class DenseSnapshot(pl.Callback):
                 "the dense baseline cannot be reported",
                 trainer.global_step, self.start_step, self.path,
             )
+        self._save_at_start(trainer, pl_module)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step == self.start_step:
-            self._save(trainer, pl_module)
+        self._save_at_start(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_at_start(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step <= self.start_step:
+            self._save(trainer, pl_module)
+
+    def _save_at_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step == self.start_step:
             self._save(trainer, pl_module)
 
     def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
