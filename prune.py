@@ -1,8 +1,11 @@
 """Gradual magnitude pruning: ``python prune.py model=efficientnet_b2 recipe=gmp_62``."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from sparsebench.config import expand_recipe_files
 from sparsebench.prune import prune
 
 
@@ -12,4 +15,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_recipe_files(sys.argv[1:])
     main()

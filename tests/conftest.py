@@ -20,7 +20,6 @@ FAST_PRUNE = [
     "data.image_size=32",
     "data.batch_size=32",
     "trainer.limit_train_batches=4",
-    "trainer.limit_val_batches=3",
     "trainer.enable_progress_bar=false",
     "recipe.stabilization_epochs=1",
     "recipe.pruning_epochs=2",

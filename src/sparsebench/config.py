@@ -10,7 +10,7 @@ from sparsebench.models import check_model_name
 from sparsebench.pruning.recipe import Recipe
 
 # Config keys that hold file system paths given by the user.
-PATH_KEYS = ("checkpoint", "resume", "data.root", "model.pretrained_file")
+PATH_KEYS = ("checkpoint", "resume", "data.root", "model.pretrained_file", "recipe.path", "pruner.recipe_file")
 
 
 def absolute_path(value: str) -> str:
@@ -27,6 +27,24 @@ def absolute_path(value: str) -> str:
     if HydraConfig.initialized():
         return str(Path(HydraConfig.get().runtime.cwd) / path)
     return str(path.resolve())
+
+
+def expand_recipe_files(argv: list[str]) -> list[str]:
+    """Turn ``recipe=path/to/file.yaml`` on the command line into ``recipe=file recipe.path=...``.
+
+    Hydra only selects config group options by name, so a recipe written to a file (for
+    example by the sensitivity analysis) is loaded through the ``file`` option. A
+    comma-separated list of files becomes a sweep over ``recipe.path``.
+    """
+    expanded = []
+    for argument in argv:
+        key, _, value = argument.partition("=")
+        values = value.split(",")
+        if key == "recipe" and all(v.endswith((".yaml", ".yml")) for v in values):
+            expanded += ["recipe=file", f"recipe.path={','.join(absolute_path(v) for v in values)}"]
+        else:
+            expanded.append(argument)
+    return expanded
 
 
 def resolve_paths(cfg: DictConfig) -> None:

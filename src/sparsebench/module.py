@@ -26,6 +26,7 @@ class ClassificationModule(pl.LightningModule):
 
     The LR starts at the optimizer's value and is multiplied by ``lr_gamma`` at each epoch in
     ``lr_milestones``; milestones may be fractional, since the schedule steps per optimizer step.
+    With ``lr_milestones=None`` no LR scheduler is configured, so a pruner may set the LR.
     """
 
     def __init__(
@@ -33,7 +34,7 @@ class ClassificationModule(pl.LightningModule):
         model: nn.Module,
         num_classes: int,
         optimizer: OptimizerFactory,
-        lr_milestones: Sequence[float] = (),
+        lr_milestones: Sequence[float] | None = (),
         lr_gamma: float = 0.1,
         model_name: str = "",
         label_smoothing: float = 0.0,
@@ -42,7 +43,7 @@ class ClassificationModule(pl.LightningModule):
         self.save_hyperparameters({"model_name": model_name, "num_classes": num_classes})
         self.model = model
         self.optimizer_factory = optimizer
-        self.lr_milestones = list(lr_milestones)
+        self.lr_milestones = None if lr_milestones is None else list(lr_milestones)
         self.lr_gamma = lr_gamma
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -70,6 +71,8 @@ class ClassificationModule(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return forms
         optimizer = self.optimizer_factory(self.model.parameters())
+        if self.lr_milestones is None:
+            return optimizer
         steps_per_epoch = optimizer_steps_per_epoch(self.trainer)
         milestones = [epochs_to_steps(epoch, steps_per_epoch) for epoch in self.lr_milestones]
         scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -1,8 +1,8 @@
 """Gradual magnitude pruning runs: ``prune(cfg)`` is what ``prune.py`` runs.
 
 Flow: build model and data -> fit with the pruner callback (stabilization, pruning,
-finetuning) -> validate the dense snapshot and the pruned model -> export both to ONNX ->
-write ``sparsity.json`` and ``summary.json`` in the run folder.
+finetuning), or prune at once for a one-shot recipe -> validate the dense and the pruned model
+-> export both to ONNX -> write ``sparsity.json`` and ``summary.json`` in the run folder.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from sparsebench.config import image_size, resolve_paths, validate_common
+from sparsebench.config import image_size, lr_milestones, resolve_paths, validate_common
 from sparsebench.export import export_and_verify
+from sparsebench.module import ClassificationModule
+from sparsebench.pruning.base import Pruner
 from sparsebench.pruning.native import NativeGMP
 from sparsebench.pruning.recipe import Recipe
 from sparsebench.pruning.snapshot import DenseSnapshot
@@ -27,15 +29,35 @@ from sparsebench.trainer import build_loggers, build_trainer, evaluate, finish_l
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("native",)
+PRUNERS = ("native", "sparseml")
 DENSE_SNAPSHOT = "dense.pt"
 
 
-def build_pruner(cfg: DictConfig, recipe: Recipe) -> NativeGMP:
+def load_recipe(cfg: DictConfig) -> Recipe:
+    """Build the recipe from its config group, or from ``recipe.path`` with the other keys on top."""
+    section = OmegaConf.to_container(cfg.recipe, resolve=True)
+    path = section.pop("path", None)
+    if path is None:
+        return Recipe.from_config(section)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"recipe={path!r} does not exist; give a recipe YAML file or a name from conf/recipe/.")
+    return Recipe.from_config(OmegaConf.merge(OmegaConf.load(path), section))
+
+
+def build_pruner(cfg: DictConfig, recipe: Recipe, output_dir: Path) -> Pruner:
     """Create the pruner callback that ``cfg.pruner.kind`` names."""
-    if cfg.pruner.kind == "native":
+    kind = cfg.pruner.kind
+    if kind == "native":
         return NativeGMP(recipe)
-    raise ValueError(f"pruner={cfg.pruner.kind!r} is unknown; use one of {PRUNERS}.")
+    if kind == "sparseml":
+        from sparsebench.pruning.sparseml import SparseMLPruner
+
+        recipe_file = cfg.pruner.get("recipe_file")
+        return SparseMLPruner(
+            recipe, output_dir, lr=cfg.optimizer.lr, lr_milestones=lr_milestones(cfg, recipe),
+            lr_gamma=cfg.lr_schedule.gamma, recipe_file=Path(recipe_file) if recipe_file else None,
+        )
+    raise ValueError(f"pruner={kind!r} is unknown; use one of {PRUNERS}.")
 
 
 def resume_checkpoint(value: str | None) -> Path | None:
@@ -56,48 +78,76 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
     """Prune ``cfg.model`` with ``cfg.recipe``, export dense and pruned ONNX files, return the summary."""
     resolve_paths(cfg)
     validate_common(cfg)
-    recipe = Recipe.from_config(cfg.recipe)
+    recipe = load_recipe(cfg)
     resume = resume_checkpoint(cfg.resume)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+
+    # SparseML sets the LR itself from the translated recipe, so Lightning must not.
+    own_lr = cfg.pruner.kind != "sparseml"
+    module, datamodule = build_components(cfg, recipe, schedule_lr=own_lr)
+    pruner = build_pruner(cfg, recipe, output_dir)
+    loggers = build_loggers(cfg, output_dir, run_name(cfg, recipe.name))
+    if pruner.total_epochs == 0 and recipe.oneshot:
+        dense_model, steps = prune_oneshot(module, pruner), 0
+    else:
+        dense_model, steps = prune_gradually(cfg, module, datamodule, pruner, loggers, output_dir, resume)
+
+    summary = report(cfg, recipe, pruner, module, dense_model, datamodule, output_dir, steps)
+    finish_loggers(loggers, flat_metrics(summary))
+    print_summary(summary)
+    return summary
+
+
+def prune_gradually(
+    cfg: DictConfig, module: ClassificationModule, datamodule: pl.LightningDataModule, pruner: Pruner,
+    loggers: list, output_dir: Path, resume: Path | None,
+) -> tuple[torch.nn.Module, int]:
+    """Fit through stabilization, pruning and finetuning; return the dense snapshot and the steps taken."""
     snapshot_path = output_dir / "checkpoints" / DENSE_SNAPSHOT
     if resume is not None and not snapshot_path.exists() and (resume.parent / DENSE_SNAPSHOT).exists():
         snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(resume.parent / DENSE_SNAPSHOT, snapshot_path)
 
-    # 1. Fit: stabilization, pruning and finetuning in one run of the trainer.
-    module, datamodule = build_components(cfg, recipe)
-    pruner = build_pruner(cfg, recipe)
-    loggers = build_loggers(cfg, output_dir, run_name(cfg))
     trainer = build_trainer(
-        cfg, output_dir, recipe.total_epochs,
-        callbacks=[DenseSnapshot(snapshot_path, recipe.pruning_start), pruner], loggers=loggers,
+        cfg, output_dir, pruner.total_epochs,
+        callbacks=[DenseSnapshot(snapshot_path, pruner.pruning_start_epoch), pruner], loggers=loggers,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
 
-    # 2. Measure: accuracy of the dense snapshot and the pruned model, sparsity of the weights.
-    pruned_metrics = evaluate(module, datamodule, cfg)
     dense_model = copy.deepcopy(module.model)
     dense_model.load_state_dict(torch.load(snapshot_path, map_location="cpu", weights_only=True))
-    dense_module = type(module)(
-        dense_model, datamodule.num_classes, module.optimizer_factory, model_name=cfg.model.name
-    )
+    return dense_model, trainer.global_step
+
+
+def prune_oneshot(module: ClassificationModule, pruner: Pruner) -> torch.nn.Module:
+    """Prune to the final sparsity at once, with no training; return a copy of the dense model."""
+    dense_model = copy.deepcopy(module.model)
+    pruner.apply_oneshot(module)
+    log.info("one-shot pruning with %s: no training", pruner.kind)
+    return dense_model
+
+
+def report(
+    cfg: DictConfig, recipe: Recipe, pruner: Pruner, module: ClassificationModule, dense_model: torch.nn.Module,
+    datamodule: pl.LightningDataModule, output_dir: Path, steps: int,
+) -> dict[str, Any]:
+    """Validate both models, export both to ONNX, and write sparsity.json and summary.json."""
+    pruned_metrics = evaluate(module, datamodule, cfg)
+    dense_module = ClassificationModule(dense_model, datamodule.num_classes, module.optimizer_factory)
     dense_metrics = evaluate(dense_module, datamodule, cfg)
     weights = pruner.measured()
     layer_names = list(weights["layers"])
 
-    # 3. Export both models through the one exporter and read the sparsity back from ONNX.
     size = image_size(cfg)
     dense_onnx = export_and_verify(dense_model, output_dir / "dense.onnx", size, layer_names)
     pruned_onnx = export_and_verify(module.model, output_dir / "pruned.onnx", size, layer_names)
     check_onnx_matches_weights(weights, pruned_onnx["sparsity"])
 
-    # 4. Report.
-    targets = pruner.targets(trainer.global_step)
     sparsity = {
-        "pruner": cfg.pruner.kind,
+        "pruner": pruner.kind,
         "recipe": recipe.to_dict(),
-        "target": targets,
+        "target": pruner.targets(steps),
         "checkpoint": weights,
         "onnx": pruned_onnx["sparsity"],
     }
@@ -106,7 +156,8 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
         "model": cfg.model.name,
         "timm_name": cfg.model.timm_name,
         "recipe": recipe.name,
-        "pruner": cfg.pruner.kind,
+        "pruner": pruner.kind,
+        "oneshot": recipe.oneshot,
         "image_size": size,
         "dense/val_acc": dense_metrics["val/acc"],
         "pruned/val_acc": pruned_metrics["val/acc"],
@@ -117,12 +168,10 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
             name: {key: facts[key] for key in ("path", "bytes", "gzip_bytes", "gzip_ratio")}
             for name, facts in (("dense", dense_onnx), ("pruned", pruned_onnx))
         },
-        "checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
+        "checkpoint": None if recipe.oneshot else str(output_dir / "checkpoints" / "last.ckpt"),
         "sparsity_report": str(output_dir / "sparsity.json"),
     }
     write_json(output_dir / "summary.json", summary)
-    finish_loggers(loggers, flat_metrics(summary))
-    print_summary(summary)
     return summary
 
 
@@ -156,9 +205,9 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
 def print_summary(summary: dict[str, Any]) -> None:
     """Log dense vs pruned accuracy, the sparsity and where the files are."""
     log.info(
-        "%s %s: val/acc dense %.2f%% -> pruned %.2f%% (%+.2f points); sparsity %.2f%% in the "
-        "checkpoint, %.2f%% in ONNX",
-        summary["model"], summary["recipe"], 100 * summary["dense/val_acc"],
+        "%s %s (%s): val/acc dense %.2f%% -> pruned %.2f%% (%+.2f points); sparsity %.2f%% in "
+        "the weights, %.2f%% in ONNX",
+        summary["model"], summary["recipe"], summary["pruner"], 100 * summary["dense/val_acc"],
         100 * summary["pruned/val_acc"], summary["delta/val_acc_points"],
         100 * summary["sparsity/checkpoint"], 100 * summary["sparsity/onnx"],
     )

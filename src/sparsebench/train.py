@@ -23,8 +23,13 @@ from sparsebench.trainer import build_loggers, build_trainer, evaluate, finish_l
 log = logging.getLogger(__name__)
 
 
-def build_components(cfg: DictConfig, recipe: Recipe | None = None) -> tuple[ClassificationModule, ImageDataModule]:
-    """Create the data module and the LightningModule, loading ``cfg.checkpoint`` if set."""
+def build_components(
+    cfg: DictConfig, recipe: Recipe | None = None, schedule_lr: bool = True
+) -> tuple[ClassificationModule, ImageDataModule]:
+    """Create the data module and the LightningModule, loading ``cfg.checkpoint`` if set.
+
+    With ``schedule_lr=False`` the module keeps the optimizer's LR, for pruners that set it.
+    """
     datamodule = build_datamodule(cfg.data)
     model = create_model(cfg.model, datamodule.num_classes)
     if cfg.checkpoint:
@@ -34,18 +39,18 @@ def build_components(cfg: DictConfig, recipe: Recipe | None = None) -> tuple[Cla
         model,
         num_classes=datamodule.num_classes,
         optimizer=instantiate(cfg.optimizer),
-        lr_milestones=lr_milestones(cfg, recipe),
+        lr_milestones=lr_milestones(cfg, recipe) if schedule_lr else None,
         lr_gamma=cfg.lr_schedule.gamma,
         model_name=cfg.model.name,
     )
     return module, datamodule
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(cfg: DictConfig, recipe_name: str | None = None) -> str:
     """Return the W&B run name: task, model and, for prune runs, recipe and pruner."""
     parts = [cfg.task_name, cfg.model.name]
-    if "recipe" in cfg:
-        parts += [cfg.recipe.name, cfg.pruner.kind]
+    if recipe_name is not None:
+        parts += [recipe_name, cfg.pruner.kind]
     return "-".join(parts)
 
 

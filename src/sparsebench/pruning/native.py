@@ -12,17 +12,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
-from sparsebench.pruning.masks import assign_groups, magnitude_masks, prunable_layers, sparsity_report
-from sparsebench.pruning.recipe import PHASES, Recipe, ResolvedGroup
+from sparsebench.pruning.base import Pruner
+from sparsebench.pruning.masks import magnitude_masks
+from sparsebench.pruning.recipe import Recipe, ResolvedGroup
 from sparsebench.pruning.schedule import Window, target_sparsity
 from sparsebench.trainer import optimizer_steps_per_epoch
 
 log = logging.getLogger(__name__)
 
 
-class NativeGMP(pl.Callback):
+class NativeGMP(Pruner):
     """Prune ``pl_module.model`` by magnitude following a recipe's cubic or linear schedule.
 
     When it acts:
@@ -40,16 +40,14 @@ class NativeGMP(pl.Callback):
     to each group and the recipe, so a resumed run continues to the same final sparsity.
     """
 
+    kind = "native"
+
     def __init__(self, recipe: Recipe, model_attribute: str = "model") -> None:
-        self.recipe = recipe
-        self.model_attribute = model_attribute
+        super().__init__(recipe, model_attribute)
         self.groups: list[ResolvedGroup] = recipe.resolved_groups()
         self.masks: dict[str, torch.Tensor] = {}
         self.applied: dict[str, float] = {group.name: 0.0 for group in self.groups}
-        self.layers: dict[str, nn.Module] = {}
-        self.members: dict[str, list[str]] = {}
         self.windows: dict[str, Window] = {}
-        self.steps_per_epoch = 0
         self._weights: list[torch.Tensor] = []
         self._weight_masks: list[torch.Tensor] = []
 
@@ -57,10 +55,11 @@ class NativeGMP(pl.Callback):
     def state_key(self) -> str:
         return "NativeGMP"
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        model = getattr(pl_module, self.model_attribute)
-        self.layers = prunable_layers(model, self.recipe)
-        self.members = assign_groups(self.layers, self.groups)
+    def apply_oneshot(self, pl_module: pl.LightningModule) -> None:
+        """Prune every group to its final sparsity at once, without training."""
+        self.setup(None, pl_module, "fit")
+        self.windows = {group.name: Window(start=0, end=0, every=1) for group in self.groups}
+        self._update(0)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.steps_per_epoch = optimizer_steps_per_epoch(trainer)
@@ -102,7 +101,7 @@ class NativeGMP(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._update(trainer.global_step)
-        self._log_sparsity(trainer, pl_module)
+        super().on_train_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._update(trainer.global_step)
@@ -116,18 +115,6 @@ class NativeGMP(pl.Callback):
             )
             for group in self.groups
         }
-
-    def measured(self) -> dict:
-        """Measure the sparsity of the pruned layers' weights, overall and per group."""
-        report = sparsity_report({name: layer.weight for name, layer in self.layers.items()
-                                  if any(name in members for members in self.members.values())})
-        per_group = {}
-        for group, names in self.members.items():
-            zeros = sum(report["layers"][n]["zeros"] for n in names)
-            numel = sum(report["layers"][n]["numel"] for n in names)
-            per_group[group] = zeros / numel if numel else 0.0
-        report["groups"] = per_group
-        return report
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -180,22 +167,3 @@ class NativeGMP(pl.Callback):
                 f"the checkpoint has masks for layers this model lacks: {unknown[:3]}; "
                 "it was pruned with another model or recipe."
             )
-
-    def _log_sparsity(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        measured = self.measured()
-        targets = self.targets(trainer.global_step)
-        numel = {g: sum(self.layers[n].weight.numel() for n in names) for g, names in self.members.items()}
-        total = sum(numel.values()) or 1
-        metrics = {
-            "sparsity/overall": measured["overall"],
-            "sparsity/target": sum(targets[g] * numel[g] for g in targets) / total,
-            "pruning/phase": float(PHASES.index(self.phase(max(trainer.global_step - 1, 0)))),
-        }
-        for group in self.groups:
-            metrics[f"sparsity/{group.name}"] = measured["groups"][group.name]
-            metrics[f"sparsity_target/{group.name}"] = targets[group.name]
-        pl_module.log_dict(metrics, on_step=False, on_epoch=True)
-
-    def phase(self, step: int) -> str:
-        """Return the recipe phase that optimizer step ``step`` belongs to."""
-        return self.recipe.phase_at(step / max(self.steps_per_epoch, 1))

@@ -90,6 +90,11 @@ class Recipe:
     def total_epochs(self) -> int:
         return round(self.stabilization_epochs + self.pruning_epochs + self.finetuning_epochs)
 
+    @property
+    def oneshot(self) -> bool:
+        """Whether the recipe prunes straight to its final sparsity, with no training."""
+        return self.total_epochs == 0
+
     def phase_at(self, epoch: float) -> str:
         """Return the phase that a (fractional) epoch position falls in."""
         if epoch < self.pruning_start:
@@ -121,10 +126,11 @@ class Recipe:
             if getattr(self, key) < 0:
                 raise ValueError(f"recipe.{key}={getattr(self, key)} must be >= 0 epochs.")
         total = self.stabilization_epochs + self.pruning_epochs + self.finetuning_epochs
-        if total <= 0 or not math.isclose(total, round(total), abs_tol=1e-9):
+        if not math.isclose(total, round(total), abs_tol=1e-9):
             raise ValueError(
                 f"recipe phases add up to {total} epochs; the sum of stabilization_epochs, "
-                "pruning_epochs and finetuning_epochs must be a whole number of epochs >= 1."
+                "pruning_epochs and finetuning_epochs must be a whole number of epochs "
+                "(0 for one-shot pruning)."
             )
         if self.update_frequency <= 0:
             raise ValueError(
