@@ -175,3 +175,5 @@ def test_exported_model_measured(bench_config: Callable[..., DictConfig]) -> Non
     assert record["measurement"]["source"]["kind"] == "export"
     assert record["measurement"]["image_size"] == 32
     assert (Path(cfg.paths.output_dir) / "model.onnx").is_file()
+    # Random weights stand for a dense model: no convolution exported as all zeros.
+    assert record["model_facts"]["sparsity/overall"] < 0.01

@@ -222,10 +222,30 @@ def prepare_onnx(cfg: DictConfig, source: dict[str, Any], output_dir: Path) -> P
     try:
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, cfg.num_classes)
+        if source["weights"] == "random":
+            reset_zero_norm_scales(model)
         export_onnx(model, path, source["image_size"])
     except (RuntimeError, ValueError, OSError) as error:
         raise MeasurementError("export", type(error).__name__, f"exporting model={cfg.model.name} failed: {error}") from error
     return path
+
+
+def reset_zero_norm_scales(model: "torch.nn.Module") -> None:
+    """Set normalization scales that timm initializes to zero to one, in place.
+
+    timm zero-initializes the last BatchNorm of each residual block (``zero_init_last``).
+    Exporting folds that BatchNorm into its convolution, so a randomly initialized ResNet would
+    reach the engines with whole convolutions of zeros (58% sparsity for resnet10t) and could
+    not stand for a dense model.
+    """
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            is_norm = isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm))
+            if is_norm and weight is not None and not torch.count_nonzero(weight):
+                weight.fill_(1.0)
 
 
 def measure_facts(path: Path) -> dict[str, Any]:
