@@ -1,9 +1,9 @@
 """Compare the harness with each engine's own benchmark tool on one ONNX file.
 
 For every engine the same file runs through sparsebench's worker and through the engine's
-own tool with matching settings (batch size, threads, one stream, sync, fp32, duration and
-warm-up): ``benchmark_app`` for OpenVINO, ``deepsparse.benchmark`` for DeepSparse, and a
-bare ``InferenceSession.run`` loop for ONNX Runtime. It prints harness throughput over tool
+own tool with matching settings: batch size, threads, one stream, sync, fp32, duration and
+warm-up. The tools are ``benchmark_app`` for OpenVINO, ``deepsparse.benchmark`` for
+DeepSparse, and a bare ``InferenceSession.run`` loop for ONNX Runtime. It prints harness throughput over tool
 throughput; the target is at least 0.97, meaning the harness adds at most 3% overhead.
 
     python benchmarks/engine_tools.py --model resnet50 --image-size 224 --duration 20

@@ -52,6 +52,9 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
         sparsity = facts.get("sparsity/prunable")
         if sparsity is None:
             sparsity = facts.get("sparsity/overall")
+        variant = None
+        if sparsity is not None:
+            variant = "dense" if sparsity <= dense_max_sparsity else "pruned"
         rows.append({
             "machine": f"{machine.get('cpu_model') or 'unknown CPU'} ({machine['hostname']})",
             "hostname": machine["hostname"],
@@ -65,7 +68,7 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
             "status": record["status"],
             "error": record.get("error"),
             "sparsity": sparsity,
-            "variant": None if sparsity is None else ("dense" if sparsity <= dense_max_sparsity else "pruned"),
+            "variant": variant,
             "parameters": facts.get("parameters"),
             "bytes": facts.get("file/bytes"),
             "gzip_bytes": facts.get("file/gzip_bytes"),
@@ -86,7 +89,7 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def throughput_table(ok: pd.DataFrame) -> str:
-    """Throughput (items/s, mean ± std over repeats) by machine, model, file and batch, one column per engine."""
+    """Format throughput (items/s, mean ± std over repeats) by machine, model, file and batch, a column per engine."""
     engines = sorted(ok["engine"].unique())
     rows = []
     keys = ["machine", "model", "variant", "sparsity", "file", "batch_size", "scenario", "threads"]
@@ -112,7 +115,7 @@ def speedup_rows(ok: pd.DataFrame) -> pd.DataFrame:
 
 
 def speedup_table(pairs: pd.DataFrame) -> str:
-    """Dense vs pruned throughput and the speed-up of pruning, per engine."""
+    """Format dense vs pruned throughput and the speed-up of pruning, per engine."""
     rows = [
         [row.machine, row.model, f"{100 * row.sparsity:.1f}", row.engine, row.batch_size,
          f"{row.throughput_dense:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x"]
@@ -123,7 +126,7 @@ def speedup_table(pairs: pd.DataFrame) -> str:
 
 
 def compression_table(ok: pd.DataFrame) -> str:
-    """Parameters, sparsity, file size and gzip -9 size of every measured file."""
+    """Format parameters, sparsity, file size and gzip -9 size of every measured file."""
     files = ok.drop_duplicates("file").sort_values(["model", "sparsity"])
     rows = [
         [row.model, row.variant, f"{100 * row.sparsity:.1f}", f"{row.parameters / 1e6:.2f}",
@@ -135,7 +138,7 @@ def compression_table(ok: pd.DataFrame) -> str:
 
 
 def machine_table(records: list[dict[str, Any]]) -> str:
-    """CPU, caches, clock, instruction sets and engine versions of every machine."""
+    """Format CPU, caches, clock, instruction sets and engine versions of every machine."""
     machines = {record["machine"]["hostname"]: record["machine"] for record in records}
     rows = []
     for hostname, facts in sorted(machines.items()):
@@ -155,7 +158,7 @@ def machine_table(records: list[dict[str, Any]]) -> str:
 
 
 def failure_table(failed: pd.DataFrame) -> str:
-    """Every failed measurement with its phase and the first line of its error."""
+    """Format every failed measurement with its phase and the first line of its error."""
     rows = [
         [row.machine, row.model, row.engine, row.batch_size, row.error["phase"],
          f"{row.error['type']}: {row.error['message'].splitlines()[0][:160]}".replace("|", "/")]

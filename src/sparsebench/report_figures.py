@@ -42,7 +42,7 @@ def most_sparse_pruned(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def bar_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: Path) -> Path:
-    """Grouped bars for one CPU: models on the x axis, a dense and a pruned bar per engine."""
+    """Draw grouped bars for one CPU: models on the x axis, a dense and a pruned bar per engine."""
     models = sorted(frame["model"].unique())
     engines = sorted(frame["engine"].unique())
     slots = [(engine, variant) for engine in engines for variant in ("dense", "pruned")]
@@ -72,7 +72,7 @@ def bar_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: Path) 
 
 
 def overview_chart(frame: pd.DataFrame, title_suffix: str, path: Path) -> Path:
-    """One panel per model: throughput across CPUs, a line per engine, solid pruned and dashed dense."""
+    """Draw one panel per model: throughput across CPUs, a line per engine, solid pruned and dashed dense."""
     models = sorted(frame["model"].unique())
     machines = sorted(frame["machine"].unique())
     columns = min(3, len(models))
@@ -103,7 +103,7 @@ def overview_chart(frame: pd.DataFrame, title_suffix: str, path: Path) -> Path:
 
 
 def sparsity_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: Path) -> Path:
-    """One panel per engine: throughput against measured sparsity, a line per model."""
+    """Draw one panel per engine: throughput against measured sparsity, a line per model."""
     engines = sorted(frame["engine"].unique())
     fig, axes = plt.subplots(1, len(engines), figsize=(4.2 * len(engines), 3.8), squeeze=False, sharey=True)
     for ax, engine in zip(axes.flat, engines):

@@ -18,7 +18,7 @@ PRECISION_OF_TYPE = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", Ten
 
 
 class InvalidOnnxError(ValueError):
-    """The ONNX file cannot be benchmarked as given; the message says why and what to do."""
+    """The ONNX file cannot be benchmarked as given; the message gives the reason and the fix."""
 
 
 def inspect_input(path: Path, batch_size: int) -> dict[str, Any]:

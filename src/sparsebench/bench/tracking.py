@@ -44,7 +44,7 @@ def log_measurement(cfg: DictConfig, record: dict[str, Any], output_dir: Path) -
                 logger.log_metrics({f"repeat/{key}": value for key, value in repeat.items()}, step=step)
             logger.save()
         finish_loggers(loggers, summary_metrics(record))
-    except Exception as error:  # the tracker is optional; the results store holds the record
+    except Exception as error:  # the tracker is optional; the results store already has the record
         log.error("logging measurement %s to logger=%s failed: %s", record["key"], cfg.logger.kind, error)
 
 

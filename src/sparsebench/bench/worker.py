@@ -2,7 +2,7 @@
 
 The runner starts this module once per measurement, so engines never share thread pools,
 allocators or caches. It reads the measurement spec (JSON), and writes one result (JSON) that
-holds either the timings or the error with the phase it happened in. It imports numpy and the
+contains either the timings or the error with the phase it happened in. It imports numpy and the
 one engine it needs, never torch. Exit status: 0 on success, 1 after writing a failure.
 """
 
@@ -120,7 +120,7 @@ def timed_repeat(engine: Engine, batches: list[np.ndarray], duration_s: float) -
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """Compile, warm up and time one engine as ``spec`` says; raise on any failure."""
+    """Compile, warm up and time one engine as ``spec`` requests; raise on any failure."""
     request = EngineRequest(
         onnx_path=spec["onnx_path"], input_name=spec["input_name"], input_shape=tuple(spec["input_shape"]),
         threads=spec["threads"], precision=spec["precision"], streams=spec["streams"], options=spec["engine_options"],

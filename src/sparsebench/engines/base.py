@@ -27,7 +27,7 @@ class EngineRequest:
     """The settings the runner requests for one measurement.
 
     ``input_shape`` is static and batch first, ``threads`` counts all threads of the process
-    and ``streams`` is 1 in the sync scenario. ``options`` holds the engine's own config keys.
+    and ``streams`` is 1 in the sync scenario. ``options`` contains the engine's own config keys.
     """
 
     onnx_path: str

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from sparsebench.engines.base import Engine
+
+# Environment variables DeepSparse 1.8 reads for each thread-pinning mode, as set by
+# deepsparse.benchmark's --thread_pinning option.
+PINNING_ENV = {
+    "core": {"NM_BIND_THREADS_TO_CORES": "1", "NM_BIND_THREADS_TO_SOCKETS": "0"},
+    "numa": {"NM_BIND_THREADS_TO_CORES": "0", "NM_BIND_THREADS_TO_SOCKETS": "1"},
+    "none": {"NM_BIND_THREADS_TO_CORES": "0", "NM_BIND_THREADS_TO_SOCKETS": "0"},
+}
 
 
 class DeepSparseEngine(Engine):
@@ -24,6 +33,12 @@ class DeepSparseEngine(Engine):
     )
 
     def compile(self) -> None:
+        # DeepSparse reads its pinning variables when the engine starts. deepsparse.benchmark
+        # pins threads to cores unless told otherwise, so "core" is the default here too.
+        self._pinning = self.request.options.get("thread_pinning") or "core"
+        if self._pinning not in PINNING_ENV:
+            raise ValueError(f"engine.thread_pinning={self._pinning!r} is unknown; use one of {sorted(PINNING_ENV)}.")
+        os.environ.update(PINNING_ENV[self._pinning])
         deepsparse = self.import_runtime("deepsparse")
         self._deepsparse = deepsparse
         scheduler = "single_stream" if self.request.streams == 1 else "multi_stream"
@@ -48,6 +63,7 @@ class DeepSparseEngine(Engine):
             "threads": int(engine.num_cores),
             "streams": int(engine.num_streams),
             "optimization": f"scheduler={engine.scheduler.name}",
+            "thread_pinning": self._pinning,
             "fraction_of_supported_ops": float(engine.fraction_of_supported_ops),
             "cpu_avx_type": engine.cpu_avx_type,
             "cpu_vnni": bool(engine.cpu_vnni),
