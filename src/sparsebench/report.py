@@ -52,8 +52,10 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
         sparsity = facts.get("sparsity/prunable")
         if sparsity is None:
             sparsity = facts.get("sparsity/overall")
-        variant = None
-        if sparsity is not None:
+        # A prune run names its files dense.onnx and pruned.onnx; its dense baseline may carry
+        # the recipe's initial sparsity, so the name decides there and the sparsity elsewhere.
+        variant = measurement["source"].get("label")
+        if variant not in ("dense", "pruned") and sparsity is not None:
             variant = "dense" if sparsity <= dense_max_sparsity else "pruned"
         rows.append({
             "machine": f"{machine.get('cpu_model') or 'unknown CPU'} ({machine['hostname']})",
@@ -62,6 +64,7 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
             "file": measurement["source"].get("sha256") or measurement["source"].get("weights"),
             "engine": measurement["engine"],
             "batch_size": measurement["batch_size"],
+            "image_size": measurement.get("image_size"),
             "scenario": measurement["scenario"],
             "threads": measurement["threads"],
             "precision": measurement["precision"],
@@ -92,21 +95,26 @@ def throughput_table(ok: pd.DataFrame) -> str:
     """Format throughput (items/s, mean ± std over repeats) by machine, model, file and batch, a column per engine."""
     engines = sorted(ok["engine"].unique())
     rows = []
-    keys = ["machine", "model", "variant", "sparsity", "file", "batch_size", "scenario", "threads"]
+    keys = ["machine", "model", "image_size", "variant", "sparsity", "file", "batch_size", "scenario", "threads"]
     for key, group in ok.groupby(keys, sort=True, dropna=False):
-        machine, model, variant, sparsity, _, batch_size, scenario, threads = key
+        machine, model, image_size, variant, sparsity, _, batch_size, scenario, threads = key
         cells = []
         for engine in engines:
             match = group[group["engine"] == engine]
             cells.append("" if match.empty else f"{match['throughput'].iloc[0]:.1f} ± {match['throughput_std'].iloc[0]:.1f}")
-        rows.append([machine, model, variant, f"{100 * sparsity:.1f}", batch_size, f"{scenario}, {threads} thr", *cells])
-    headers = ["machine", "model", "variant", "sparsity (%)", "batch", "scenario", *[f"{e} (items/s)" for e in engines]]
+        rows.append([machine, model, image_size, variant, f"{100 * sparsity:.1f}", batch_size, f"{scenario}, {threads} thr", *cells])
+    headers = ["machine", "model", "input (px)", "variant", "sparsity (%)", "batch", "scenario",
+               *[f"{engine} (items/s)" for engine in engines]]
     return markdown_table(headers, rows)
 
 
 def speedup_rows(ok: pd.DataFrame) -> pd.DataFrame:
-    """Pair every pruned result with the dense result of the same model, engine and settings."""
-    keys = ["machine", "model", "engine", "batch_size", "scenario", "threads", "precision"]
+    """Pair every pruned result with the dense result of the same model, engine and settings.
+
+    The model must match in input size and parameter count too, so a pruned 10-class file
+    is never compared with a 1000-class export of the same architecture.
+    """
+    keys = ["machine", "model", "image_size", "parameters", "engine", "batch_size", "scenario", "threads", "precision"]
     dense = ok[ok["variant"] == "dense"].drop_duplicates(keys, keep="last")
     pruned = ok[ok["variant"] == "pruned"]
     pairs = pruned.merge(dense[[*keys, "throughput", "sparsity"]], on=keys, suffixes=("", "_dense"))
@@ -200,8 +208,11 @@ def report(cfg: DictConfig) -> Path:
             "## Measurements taken on a busy machine",
             f"Other processes used more than {100 * cfg.busy_max_fraction:.0f}% of the CPUs during these; rerun them "
             "with force=true on an idle machine.",
-            markdown_table(["machine", "model", "engine", "batch", "other processes (% of CPUs)"],
-                           [[r.machine, r.model, r.engine, r.batch_size, f"{100 * r.busy:.0f}"] for r in busy.itertuples()]),
+            markdown_table(
+                ["machine", "model", "input (px)", "variant", "engine", "batch", "other processes (% of CPUs)"],
+                [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, f"{100 * row.busy:.0f}"]
+                 for row in busy.itertuples()],
+            ),
         ]
     if len(failed):
         sections += ["## Failed measurements", failure_table(failed)]

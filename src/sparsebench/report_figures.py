@@ -132,6 +132,8 @@ def write_figures(ok: pd.DataFrame, pairs: pd.DataFrame, folder: Path, batch_siz
         log.warning("no successful result at batch_size=%d, scenario=%s, so no figure is drawn; set batch_size= "
                     "and scenario= to values that were measured", batch_size, scenario)
         return []
+    # One architecture may be measured at several input sizes, which are different workloads.
+    shown = shown.assign(model=shown["model"] + " @ " + shown["image_size"].astype(str) + " px")
     folder.mkdir(parents=True, exist_ok=True)
     title_suffix = f"batch size {batch_size}, {scenario}"
     paths = []

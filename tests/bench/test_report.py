@@ -21,7 +21,7 @@ def fake_record(host: str, model: str, engine: str, sparsity: float, throughput:
         "status": status,
         "error": None if status == "ok" else {"phase": "compile", "type": "RuntimeError", "message": "unsupported op"},
         "measurement": {
-            "model": model, "engine": engine, "batch_size": 1, "scenario": "sync", "threads": 2, "precision": "fp32",
+            "model": model, "engine": engine, "batch_size": 1, "image_size": 224, "scenario": "sync", "threads": 2, "precision": "fp32",
             "source": {"kind": "file", "sha256": f"{model}-{sparsity}", "label": "pruned" if sparsity else "dense"},
         },
         "machine": {
@@ -66,7 +66,7 @@ def test_report_tables(bench_config: Callable[..., DictConfig], two_machine_resu
     assert "| CPU of b (b) | resnet50 | 62.0 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
     assert "| CPU of a (a) | mobilenet_v1 | 62.0 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
     # Throughput table, mean ± std.
-    assert "| CPU of a (a) | resnet50 | dense | 0.0 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
+    assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
     assert "| resnet50 | pruned | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
     assert "| b | CPU of b | GenuineIntel | 4 / 8 | L2 1024K | 3000 | avx2, avx512 |" in text
     assert "| vgg19 | deepsparse | 1 | compile | RuntimeError: unsupported op |" in text
