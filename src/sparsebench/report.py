@@ -52,8 +52,8 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
         sparsity = facts.get("sparsity/prunable")
         if sparsity is None:
             sparsity = facts.get("sparsity/overall")
-        # A prune run names its files dense.onnx and pruned.onnx; its dense baseline may carry
-        # the recipe's initial sparsity, so the name decides there and the sparsity elsewhere.
+        # A prune run names its files dense.onnx and pruned.onnx, and its dense baseline may
+        # carry the recipe's initial sparsity. So the name decides there, the sparsity elsewhere.
         variant = measurement["source"].get("label")
         if variant not in ("dense", "pruned") and sparsity is not None:
             variant = "dense" if sparsity <= dense_max_sparsity else "pruned"

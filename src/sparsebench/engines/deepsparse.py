@@ -34,7 +34,7 @@ class DeepSparseEngine(Engine):
 
     def compile(self) -> None:
         # DeepSparse reads its pinning variables when the engine starts. deepsparse.benchmark
-        # pins threads to cores unless told otherwise, so "core" is the default here too.
+        # pins threads to cores unless --thread_pinning is set otherwise, so "core" is the default here too.
         self._pinning = self.request.options.get("thread_pinning") or "core"
         if self._pinning not in PINNING_ENV:
             raise ValueError(f"engine.thread_pinning={self._pinning!r} is unknown; use one of {sorted(PINNING_ENV)}.")
