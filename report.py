@@ -1,0 +1,15 @@
+"""Tables and figures from stored benchmark results: ``python report.py``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from sparsebench.report import report
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    report(cfg)
+
+
+if __name__ == "__main__":
+    main()

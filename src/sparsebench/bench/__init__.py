@@ -1,0 +1,1 @@
+"""The benchmark harness: runner, worker process, statistics, machine facts and results store."""

@@ -1,0 +1,80 @@
+"""ONNX Runtime on its CPU execution provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sparsebench.engines.base import Engine
+
+# GraphOptimizationLevel members by the names the engine config uses.
+OPTIMIZATION_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+class OrtEngine(Engine):
+    """ONNX Runtime, one InferenceSession per stream.
+
+    The intra-op pool of each session gets ``threads // streams`` threads and the inter-op
+    pool one thread, so the process runs ``threads`` compute threads in all. ONNX Runtime's
+    CPU provider runs the model in its own data type, so only fp32 is offered.
+    """
+
+    kind = "ort"
+    install_hint = "Install it with `pip install onnxruntime` (wheels for Linux, Windows and macOS on x86-64 and ARM64)."
+
+    def compile(self) -> None:
+        ort = self.import_runtime("onnxruntime")
+        self._ort = ort
+        level_name = self.request.options.get("graph_optimization_level", "all")
+        if level_name not in OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"engine.graph_optimization_level={level_name!r} is unknown; use one of {sorted(OPTIMIZATION_LEVELS)}."
+            )
+        streams = self.request.streams
+        if self.request.threads < streams:
+            raise ValueError(
+                f"threads={self.request.threads} is fewer than streams={streams}; "
+                "every ONNX Runtime stream needs a thread, so lower streams or raise threads."
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.request.threads // streams
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level_name])
+        options.log_severity_level = 3
+        self._sessions = [
+            ort.InferenceSession(self.request.onnx_path, options, providers=["CPUExecutionProvider"])
+            for _ in range(streams)
+        ]
+        # The batch axis of an exported file is dynamic; the first run fixes the shape, and
+        # the runner always feeds request.input_shape.
+        declared = self._sessions[0].get_inputs()[0].shape
+        if len(declared) != len(self.request.input_shape):
+            raise ValueError(f"{self.request.onnx_path}: input rank {len(declared)} != requested shape {self.request.input_shape}")
+
+    def run(self, batch: np.ndarray, stream: int = 0) -> np.ndarray:
+        return self._sessions[stream].run(None, {self.request.input_name: batch})[0]
+
+    def describe(self) -> dict[str, Any]:
+        session = self._sessions[0]
+        options = session.get_session_options()
+        level = next(name for name, member in OPTIMIZATION_LEVELS.items()
+                     if getattr(self._ort.GraphOptimizationLevel, member) == options.graph_optimization_level)
+        input_type = session.get_inputs()[0].type
+        return {
+            "version": self._ort.__version__,
+            "providers": session.get_providers(),
+            "precision": {"tensor(float)": "fp32", "tensor(float16)": "fp16"}.get(input_type, input_type),
+            "threads": options.intra_op_num_threads * len(self._sessions),
+            "threads_per_stream": options.intra_op_num_threads,
+            "inter_op_threads": options.inter_op_num_threads,
+            "streams": len(self._sessions),
+            "optimization": level,
+            "execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+        }

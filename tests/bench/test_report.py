@@ -1,0 +1,90 @@
+"""The report: tables with the right figures and one PNG per figure kind, from several machines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+from PIL import Image
+
+from sparsebench.bench.store import SCHEMA, append_record
+from sparsebench.report import report
+
+
+def fake_record(host: str, model: str, engine: str, sparsity: float, throughput: float, status: str = "ok") -> dict:
+    """A stored record with only the fields the report reads."""
+    record = {
+        "schema": SCHEMA,
+        "key": f"{host}|{model}|{sparsity}|{engine}",
+        "status": status,
+        "error": None if status == "ok" else {"phase": "compile", "type": "RuntimeError", "message": "unsupported op"},
+        "measurement": {
+            "model": model, "engine": engine, "batch_size": 1, "image_size": 224, "scenario": "sync", "threads": 2, "precision": "fp32",
+            "source": {"kind": "file", "sha256": f"{model}-{sparsity}", "label": "pruned" if sparsity else "dense"},
+        },
+        "machine": {
+            "hostname": host, "cpu_model": f"CPU of {host}", "cpu_vendor": "GenuineIntel", "physical_cores": 4,
+            "logical_cpus": 8, "caches": {"L2": "1024K"}, "max_clock_mhz": 3000.0,
+            "isa": {"avx2": True, "avx512": host == "b"}, "libraries": {"onnxruntime": "1.26.0"},
+        },
+        "model_facts": {
+            "parameters": 1_000_000, "sparsity/overall": sparsity, "sparsity/prunable": None,
+            "file/bytes": 4 * 2**20, "file/gzip_bytes": 2 * 2**20, "file/gzip_ratio": 2.0,
+        },
+    }
+    if status == "ok":
+        record["metrics"] = {
+            "throughput/items_per_s": throughput, "throughput/items_per_s_std": throughput / 50,
+            "latency_ms/p99": 1000 / throughput, "cpu/other_processes_busy": 0.0,
+        }
+    return record
+
+
+@pytest.fixture
+def two_machine_results(tmp_path: Path) -> Path:
+    folder = tmp_path / "outputs" / "benchmark"
+    for host, scale in (("a", 1.0), ("b", 2.0)):
+        path = folder / f"results-{host}.jsonl"
+        for model, dense_throughput in (("resnet50", 100.0), ("mobilenet_v1", 400.0)):
+            for engine, pruning_gain in (("ort", 1.0), ("openvino", 1.2), ("deepsparse", 3.0)):
+                append_record(path, fake_record(host, model, engine, 0.0, scale * dense_throughput))
+                append_record(path, fake_record(host, model, engine, 0.62, scale * dense_throughput * pruning_gain))
+    append_record(folder / "results-a.jsonl", fake_record("a", "vgg19", "deepsparse", 0.0, 0.0, status="failed"))
+    with (folder / "results-a.jsonl").open("a") as file:
+        file.write('{"torn": ')
+    return folder
+
+
+def test_report_tables(bench_config: Callable[..., DictConfig], two_machine_results: Path) -> None:
+    cfg = bench_config(task="report")
+    text = report(cfg).read_text()
+    assert "24 measurement(s) from 2 machine(s)" in text
+    assert "1 failed" in text
+    # Speed-up of pruning: pruned over dense throughput, per engine.
+    assert "| CPU of b (b) | resnet50 | 62.0 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
+    assert "| CPU of a (a) | mobilenet_v1 | 62.0 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
+    # Throughput table, mean ± std.
+    assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
+    assert "| resnet50 | pruned | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
+    assert "| b | CPU of b | GenuineIntel | 4 / 8 | L2 1024K | 3000 | avx2, avx512 |" in text
+    assert "| vgg19 | deepsparse | 1 | compile | RuntimeError: unsupported op |" in text
+
+
+def test_report_figures(bench_config: Callable[..., DictConfig], two_machine_results: Path) -> None:
+    path = report(bench_config(task="report"))
+    figures = sorted((path.parent / "figures").glob("*.png"))
+    names = [figure.name for figure in figures]
+    assert "overview_across_cpus.png" in names
+    assert sum(name.startswith("throughput_cpu_of") for name in names) == 2
+    assert sum(name.startswith("throughput_vs_sparsity") for name in names) == 2
+    for figure in figures:
+        with Image.open(figure) as image:
+            assert image.width > 400
+            assert image.height > 300
+
+
+def test_report_without_results(bench_config: Callable[..., DictConfig]) -> None:
+    with pytest.raises(FileNotFoundError, match="run `python benchmark.py` first"):
+        report(bench_config(task="report"))
