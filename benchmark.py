@@ -4,11 +4,12 @@ import hydra
 from omegaconf import DictConfig
 
 from sparsebench.bench.runner import benchmark
+from sparsebench.cli import run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="benchmark")
 def main(cfg: DictConfig) -> float | None:
-    record = benchmark(cfg)
+    record = run_task(lambda: benchmark(cfg))
     return record["metrics"]["throughput/items_per_s"] if record["status"] == "ok" else None
 
 

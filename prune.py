@@ -5,13 +5,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sparsebench.cli import run_task
 from sparsebench.config import expand_recipe_files
 from sparsebench.prune import prune
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="prune")
 def main(cfg: DictConfig) -> float:
-    return prune(cfg)["pruned/val_acc"]
+    return run_task(lambda: prune(cfg))["pruned/val_acc"]
 
 
 if __name__ == "__main__":

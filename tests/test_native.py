@@ -8,7 +8,7 @@ from sparsebench.pruning.native import NativeGMP
 from sparsebench.pruning.recipe import Recipe
 from sparsebench.train import build_components
 
-from conftest import FAST_PRUNE, TINY_MODEL
+from presets import FAST_PRUNE, TINY_MODEL
 
 
 class MaskWatcher(pl.Callback):

@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from sparsebench.export import onnx_sparsity
 from sparsebench.prune import prune
 from sparsebench.train import train
 
-from conftest import FAST_PRUNE, ROOT, TINY_MODEL
+from presets import FAST_PRUNE, ROOT, TINY_MODEL
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -103,6 +105,63 @@ def test_train_run_on_digits(make_config, tmp_path):
     assert (tmp_path / "run" / "dense.onnx").exists()
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "run" / "csv" / "metrics.csv").exists()
+
+
+def cli(arguments: list[str], cwd: Path, data_dir: Path) -> list[str]:
+    """Return the command line of prune.py with fast settings and the session's digits."""
+    return [sys.executable, str(ROOT / "prune.py"), *FAST_PRUNE, *TINY_MODEL, "logger=none",
+            f"paths.data_dir={data_dir}", *arguments]
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def test_cli_interrupted_run_resumes(tmp_path, data_dir):
+    """SIGINT after the first epoch's checkpoint, then resume= the run folder."""
+    longer = ["recipe.finetuning_epochs=12"]
+    process = subprocess.Popen(cli(longer, tmp_path, data_dir), cwd=tmp_path, env=cli_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    checkpoints: list[Path] = []
+    while not checkpoints and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+        checkpoints = list((tmp_path / "outputs" / "prune" / "runs").glob("*/checkpoints/last.ckpt"))
+    assert checkpoints, "no last.ckpt appeared while the run was going"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) != 0
+    run = checkpoints[0].parents[1]
+    assert not (run / "pruned.onnx").exists()
+
+    result = subprocess.run(cli([*longer, f"resume={run}"], tmp_path, data_dir), cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = list((tmp_path / "outputs" / "prune" / "runs").glob("*/summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    assert summary["sparsity/checkpoint"] == pytest.approx(0.62, abs=0.005)
+    assert summary["sparsity/onnx"] == pytest.approx(0.62, abs=0.005)
+
+
+def test_cli_multirun_gives_each_job_a_folder(tmp_path, data_dir):
+    command = [sys.executable, str(ROOT / "prune.py"), "-m", *TINY_MODEL, "data.image_size=32", "logger=none",
+               "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}", "recipe=oneshot_50,oneshot_85"]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = sorted((tmp_path / "outputs" / "prune" / "multiruns").glob("*/*/summary.json"))
+    assert len(summaries) == 2
+    sparsities = sorted(json.loads(path.read_text())["sparsity/checkpoint"] for path in summaries)
+    assert sparsities == [pytest.approx(0.5, abs=0.005), pytest.approx(0.85, abs=0.005)]
+
+
+def test_cli_input_error_is_one_line(tmp_path, data_dir):
+    env = {key: value for key, value in cli_env().items() if key != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(cli(["recipe.final_sparsity=1.5"], tmp_path, data_dir), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "recipe.final_sparsity=1.5 is outside [0, 1)" in output
+    assert "Traceback" not in output
 
 
 def test_cli_with_relative_paths_and_chdir(tmp_path, data_dir):

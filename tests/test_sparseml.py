@@ -14,7 +14,7 @@ from sparsebench.pruning.native import NativeGMP
 from sparsebench.pruning.sparseml import import_sparseml
 from sparsebench.train import build_components
 
-from conftest import FAST_PRUNE, TINY_MODEL
+from presets import FAST_PRUNE, TINY_MODEL
 
 pytest.importorskip("sparseml", reason="SparseML 1.8 installs only on Python <= 3.11, x86-64")
 

@@ -159,6 +159,7 @@ def report(
         "pruner": pruner.kind,
         "oneshot": recipe.oneshot,
         "image_size": size,
+        "dense/baseline": dense_baseline(cfg, recipe),
         "dense/val_acc": dense_metrics["val/acc"],
         "pruned/val_acc": pruned_metrics["val/acc"],
         "delta/val_acc_points": 100 * (pruned_metrics["val/acc"] - dense_metrics["val/acc"]),
@@ -173,6 +174,17 @@ def report(
     }
     write_json(output_dir / "summary.json", summary)
     return summary
+
+
+def dense_baseline(cfg: DictConfig, recipe: Recipe) -> str:
+    """Say where the dense weights that pruning started from came from."""
+    if cfg.checkpoint:
+        return f"checkpoint {cfg.checkpoint}"
+    if cfg.model.pretrained or cfg.model.pretrained_file:
+        return "pretrained weights"
+    if recipe.oneshot:
+        return "random initialization"
+    return f"{recipe.stabilization_epochs:g} stabilization epochs from random initialization"
 
 
 def check_onnx_matches_weights(weights: dict, onnx_report: dict) -> None:
@@ -211,5 +223,11 @@ def print_summary(summary: dict[str, Any]) -> None:
         100 * summary["pruned/val_acc"], summary["delta/val_acc_points"],
         100 * summary["sparsity/checkpoint"], 100 * summary["sparsity/onnx"],
     )
+    if "random initialization" in summary["dense/baseline"]:
+        log.warning(
+            "the dense baseline is %s, so the accuracy delta says little about pruning; "
+            "give checkpoint=<trained dense checkpoint> for a meaningful one",
+            summary["dense/baseline"],
+        )
     log.info("pruned ONNX file: %s", summary["onnx"]["pruned"]["path"])
     log.info("sparsity report: %s", summary["sparsity_report"])

@@ -67,9 +67,11 @@ def build_trainer(
     cfg: DictConfig, output_dir: Path, max_epochs: int, callbacks: list[pl.Callback], loggers: list[Logger]
 ) -> pl.Trainer:
     """Create a Trainer from ``cfg.trainer`` that checkpoints every epoch to ``last.ckpt``."""
+    # save_top_k=1 without a monitor keeps the latest epoch; Lightning writes last.ckpt only
+    # alongside a top-k save, so save_top_k=0 would leave no checkpoint until training ends.
     checkpoint = ModelCheckpoint(
         dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", auto_insert_metric_name=False,
-        save_last=True, save_top_k=0,
+        save_last=True, save_top_k=1, every_n_epochs=1,
     )
     options = cast(dict, OmegaConf.to_container(cfg.trainer, resolve=True))
     try:

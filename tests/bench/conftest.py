@@ -2,39 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from bench_helpers import IMAGE_SIZE, TinyNet
 from sparsebench.export import export_onnx
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 @pytest.fixture
-def bench_config(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
-    """Compose ``conf/<task>.yaml`` with overrides, with every output under this test's tmp folder."""
+def bench_config(make_config: Callable[..., DictConfig]) -> Callable[..., DictConfig]:
+    """Compose ``conf/benchmark.yaml`` (or another task) with every output under this test's tmp folder."""
 
     def compose_task(overrides: list[str] | None = None, task: str = "benchmark") -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name=task, overrides=overrides or [], return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.cwd = str(tmp_path)
-            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg.hydra
-        return cfg
+        return make_config(task, overrides)
 
-    yield compose_task
-    GlobalHydra.instance().clear()
+    return compose_task
 
 
 @pytest.fixture(scope="session")

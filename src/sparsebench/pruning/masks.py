@@ -118,6 +118,12 @@ def assign_groups(
             unassigned.append(name)
         else:
             assigned[group.name].append(name)
+    empty = [name for name, members in assigned.items() if not members]
+    if empty:
+        raise ValueError(
+            f"recipe groups {empty} get no layers: earlier groups take every layer their patterns "
+            "match. Reorder the groups, narrow the earlier patterns, or remove the empty groups."
+        )
     if unassigned:
         log.info("%d prunable layers match no recipe group and stay dense", len(unassigned))
     return assigned

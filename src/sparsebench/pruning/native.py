@@ -33,8 +33,8 @@ class NativeGMP(Pruner):
       - ``on_before_optimizer_step``: zeros the gradients of pruned weights.
       - ``on_train_batch_end`` (after the optimizer step): zeros pruned weights again, since
         momentum and weight decay move them.
-      - ``on_train_epoch_end`` and ``on_train_end``: apply an update due at the last step,
-        then log the target and measured sparsity.
+      - ``on_train_epoch_end`` and ``on_train_end``: apply a window's final update when the
+        window ends with the epoch (no batch follows to apply it), then log the sparsity.
 
     What it keeps (saved in checkpoints): the mask of every pruned layer, the sparsity applied
     to each group and the recipe, so a resumed run continues to the same final sparsity.
@@ -100,11 +100,11 @@ class NativeGMP(Pruner):
         self._apply_to_weights()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._update(trainer.global_step)
+        self._update(trainer.global_step, ended_only=True)
         super().on_train_epoch_end(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._update(trainer.global_step)
+        self._update(trainer.global_step, ended_only=True)
 
     def targets(self, step: int) -> dict[str, float]:
         """Return each group's scheduled sparsity once ``step`` optimizer steps are done."""
@@ -133,10 +133,13 @@ class NativeGMP(Pruner):
         self.masks = {name: mask.float() for name, mask in state_dict["masks"].items()}
         self.applied = dict(state_dict["applied"])
 
-    def _update(self, step: int) -> None:
+    def _update(self, step: int, ended_only: bool = False) -> None:
+        """Recompute the masks of groups whose target rose; with ``ended_only``, only of ended windows."""
         changed = False
         for group_name, target in self.targets(step).items():
             if target <= self.applied[group_name] + 1e-12:
+                continue
+            if ended_only and step < self.windows[group_name].end:
                 continue
             names = self.members[group_name]
             weights = {name: self.layers[name].weight for name in names}
