@@ -11,8 +11,8 @@ from sparsebench.prune import prune
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="prune")
-def main(cfg: DictConfig) -> float:
-    return run_task(lambda: prune(cfg))["pruned/val_acc"]
+def main(cfg: DictConfig) -> float | None:
+    return run_task(lambda: prune(cfg)).get("pruned/val_acc")
 
 
 if __name__ == "__main__":

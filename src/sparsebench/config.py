@@ -74,9 +74,40 @@ def validate_common(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr is None or lr <= 0:
         raise ValueError(f"optimizer.lr={lr} must be a positive number, e.g. optimizer.lr=0.01.")
+    check_devices(cfg)
     gamma = cfg.lr_schedule.gamma
     if not 0 < gamma <= 1:
         raise ValueError(f"lr_schedule.gamma={gamma} must be in (0, 1]; 1 keeps the LR constant.")
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Reject ``trainer.devices`` above what this machine has, and DDP inside a basic multirun."""
+    import os
+
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    devices = cfg.trainer.get("devices", 1)
+    if not isinstance(devices, int):
+        return
+    accelerator = cfg.trainer.get("accelerator", "cpu")
+    available = torch.cuda.device_count() if accelerator in ("gpu", "cuda") else os.cpu_count() or 1
+    if devices > available:
+        raise ValueError(
+            f"trainer.devices={devices} but this machine has {available} "
+            f"{'GPUs' if accelerator in ('gpu', 'cuda') else 'CPU cores'}; lower trainer.devices, "
+            "or run on more nodes with trainer.num_nodes and hydra/launcher=submitit_slurm."
+        )
+    strategy = str(cfg.trainer.get("strategy", ""))
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    launcher = str(HydraConfig.get().launcher.get("_target_", "")) if multirun else ""
+    if devices > 1 and strategy.startswith("ddp") and "spawn" not in strategy and multirun and "submitit" not in launcher:
+        raise ValueError(
+            f"trainer.strategy={strategy} starts its other ranks by running the command line again, "
+            "which would repeat the whole -m sweep; use hydra/launcher=submitit_local or "
+            "submitit_slurm for sweeps of DDP jobs."
+        )
 
 
 def lr_milestones(cfg: DictConfig, recipe: Recipe | None = None) -> list[float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
         dense_model, steps = prune_oneshot(module, pruner), 0
     else:
         dense_model, steps = prune_gradually(cfg, module, datamodule, pruner, loggers, output_dir, resume)
+    if dense_model is None:
+        # Under DistributedDataParallel only rank 0 measures, exports and writes reports.
+        return {"rank": int(os.environ.get("LOCAL_RANK", 0))}
 
     summary = report(cfg, recipe, pruner, module, dense_model, datamodule, output_dir, steps)
     finish_loggers(loggers, flat_metrics(summary))
@@ -102,8 +106,11 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
 def prune_gradually(
     cfg: DictConfig, module: ClassificationModule, datamodule: pl.LightningDataModule, pruner: Pruner,
     loggers: list, output_dir: Path, resume: Path | None,
-) -> tuple[torch.nn.Module, int]:
-    """Fit through stabilization, pruning and finetuning; return the dense snapshot and the steps taken."""
+) -> tuple[torch.nn.Module | None, int]:
+    """Fit through stabilization, pruning and finetuning; return the dense snapshot and the steps taken.
+
+    Ranks other than 0 get no dense model, because only rank 0 reports.
+    """
     snapshot_path = output_dir / "checkpoints" / DENSE_SNAPSHOT
     if resume is not None and not snapshot_path.exists() and (resume.parent / DENSE_SNAPSHOT).exists():
         snapshot_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +121,8 @@ def prune_gradually(
         callbacks=[DenseSnapshot(snapshot_path, pruner.pruning_start_epoch), pruner], loggers=loggers,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if not trainer.is_global_zero:
+        return None, trainer.global_step
 
     dense_model = copy.deepcopy(module.model)
     dense_model.load_state_dict(torch.load(snapshot_path, map_location="cpu", weights_only=True))
@@ -146,6 +155,7 @@ def report(
 
     sparsity = {
         "pruner": pruner.kind,
+        "ranks_agree": pruner.ranks_agree,
         "recipe": recipe.to_dict(),
         "target": pruner.targets(steps),
         "checkpoint": weights,

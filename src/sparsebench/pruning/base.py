@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from torch import nn
 
 from sparsebench.pruning.masks import assign_groups, prunable_layers, sparsity_report
@@ -25,6 +26,7 @@ class Pruner(pl.Callback):
         self.layers: dict[str, nn.Module] = {}
         self.members: dict[str, list[str]] = {}
         self.steps_per_epoch = 0
+        self.ranks_agree: bool | None = None
 
     @property
     def total_epochs(self) -> int:
@@ -57,6 +59,24 @@ class Pruner(pl.Callback):
             numel = sum(report["layers"][n]["numel"] for n in names)
             report["groups"][group] = zeros / numel if numel else 0.0
         return report
+
+    def check_ranks_agree(self, pl_module: pl.LightningModule) -> bool:
+        """Compare every rank's zero count per layer; raise RuntimeError if ranks pruned differently.
+
+        Under DistributedDataParallel the weights, and so the magnitude masks, must be the same
+        on every rank. A mismatch means a rank trained on other weights, so the run stops.
+        """
+        zeros = [self.measured()["layers"][name]["zeros"] for names in self.members.values() for name in names]
+        counts = torch.tensor(zeros, dtype=torch.float64, device=pl_module.device)
+        gathered = pl_module.all_gather(counts)
+        self.ranks_agree = bool(torch.all(gathered == gathered[0]))
+        if not self.ranks_agree:
+            raise RuntimeError("ranks hold different masks after pruning; their weights diverged")
+        return self.ranks_agree
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size > 1:
+            self.check_ranks_agree(pl_module)
 
     def phase(self, step: int) -> str:
         """Return the recipe phase that optimizer step ``step`` belongs to."""

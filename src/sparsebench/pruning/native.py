@@ -105,6 +105,7 @@ class NativeGMP(Pruner):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._update(trainer.global_step, ended_only=True)
+        super().on_train_end(trainer, pl_module)
 
     def targets(self, step: int) -> dict[str, float]:
         """Return each group's scheduled sparsity once ``step`` optimizer steps are done."""

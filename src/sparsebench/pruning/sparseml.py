@@ -180,6 +180,7 @@ class SparseMLPruner(Pruner):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.manager.finalize(self._model)
+        super().on_train_end(trainer, pl_module)
 
     def targets(self, step: int) -> dict[str, float]:
         """Return the sparsity SparseML last applied to each group."""
