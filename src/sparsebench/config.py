@@ -62,8 +62,8 @@ def image_size(cfg: DictConfig) -> int:
     return int(cfg.data.image_size or cfg.model.input_size)
 
 
-def validate_common(cfg: DictConfig) -> None:
-    """Check the model, data and optimizer sections, naming the key, the value and the fix."""
+def validate_model_and_data(cfg: DictConfig) -> None:
+    """Check the model name and the input size, naming the key, the value and the fix."""
     check_model_name(cfg.model.timm_name)
     size = image_size(cfg)
     if size < cfg.model.min_input_size:
@@ -71,6 +71,11 @@ def validate_common(cfg: DictConfig) -> None:
             f"data.image_size={size} is below model {cfg.model.name!r}'s minimum of "
             f"{cfg.model.min_input_size} pixels; set data.image_size={cfg.model.min_input_size} or more."
         )
+
+
+def validate_common(cfg: DictConfig) -> None:
+    """Check the model, data and optimizer sections, naming the key, the value and the fix."""
+    validate_model_and_data(cfg)
     lr = cfg.optimizer.get("lr")
     if lr is None or lr <= 0:
         raise ValueError(f"optimizer.lr={lr} must be a positive number, e.g. optimizer.lr=0.01.")

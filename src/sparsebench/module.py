@@ -27,13 +27,14 @@ class ClassificationModule(pl.LightningModule):
     The LR starts at the optimizer's value and is multiplied by ``lr_gamma`` at each epoch in
     ``lr_milestones``; milestones may be fractional, since the schedule steps per optimizer step.
     With ``lr_milestones=None`` no LR scheduler is configured, so a pruner may set the LR.
+    With ``optimizer=None`` the module can only be validated, not trained.
     """
 
     def __init__(
         self,
         model: nn.Module,
         num_classes: int,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None,
         lr_milestones: Sequence[float] | None = (),
         lr_gamma: float = 0.1,
         model_name: str = "",
@@ -70,6 +71,11 @@ class ClassificationModule(pl.LightningModule):
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's documented return forms
+        if self.optimizer_factory is None:
+            raise ValueError(
+                "this ClassificationModule was built without an optimizer, for validation only; "
+                "pass optimizer=... to train it."
+            )
         optimizer = self.optimizer_factory(self.model.parameters())
         if self.lr_milestones is None:
             return optimizer

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import timm.data
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -23,6 +24,16 @@ from sparsebench.trainer import build_loggers, build_trainer, evaluate, finish_l
 log = logging.getLogger(__name__)
 
 
+def build_model_and_data(cfg: DictConfig) -> tuple[torch.nn.Module, ImageDataModule]:
+    """Create the timm model and the data module with its transforms, loading ``cfg.checkpoint`` if set."""
+    datamodule = build_datamodule(cfg.data)
+    model = create_model(cfg.model, datamodule.num_classes)
+    if cfg.checkpoint:
+        load_checkpoint_weights(model, Path(cfg.checkpoint), cfg.model.name)
+    datamodule.configure_transforms(timm.data.resolve_model_data_config(model), image_size(cfg))
+    return model, datamodule
+
+
 def build_components(
     cfg: DictConfig, recipe: Recipe | None = None, schedule_lr: bool = True
 ) -> tuple[ClassificationModule, ImageDataModule]:
@@ -30,11 +41,7 @@ def build_components(
 
     With ``schedule_lr=False`` the module keeps the optimizer's LR, for pruners that set it.
     """
-    datamodule = build_datamodule(cfg.data)
-    model = create_model(cfg.model, datamodule.num_classes)
-    if cfg.checkpoint:
-        load_checkpoint_weights(model, Path(cfg.checkpoint), cfg.model.name)
-    datamodule.configure_transforms(timm.data.resolve_model_data_config(model), image_size(cfg))
+    model, datamodule = build_model_and_data(cfg)
     module = ClassificationModule(
         model,
         num_classes=datamodule.num_classes,

@@ -159,3 +159,18 @@ def _smallest_zeroed(magnitudes: torch.Tensor, sparsity: float) -> torch.Tensor:
         # topk on indices, not a threshold, so ties cannot overshoot the count.
         mask[torch.topk(magnitudes, count, largest=False, sorted=False).indices] = 0.0
     return mask
+
+
+def random_mask(weight: torch.Tensor, sparsity: float, generator: torch.Generator) -> torch.Tensor:
+    """Return a mask (1 keeps, 0 prunes) that zeros ``round(sparsity * numel)`` weights drawn uniformly.
+
+    The positions come from ``generator`` alone, so one seed gives one mask. Weights that are
+    already zero may be drawn, so the zeros in the masked tensor can exceed the count.
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity={sparsity} is outside [0, 1); write 62% as 0.62.")
+    mask = torch.ones(weight.numel(), dtype=weight.dtype, device=weight.device)
+    count = int(round(sparsity * weight.numel()))
+    # randperm on the CPU, where the generator lives, so a seed gives the same mask on any device.
+    mask[torch.randperm(weight.numel(), generator=generator)[:count].to(weight.device)] = 0.0
+    return mask.view_as(weight)
