@@ -11,13 +11,14 @@ from omegaconf import OmegaConf
 
 from sparsebench.pruning.masks import assign_groups, prunable_layers, random_mask, zero_count
 from sparsebench.pruning.recipe import Recipe
+from sparsebench.prune import prune
 from sparsebench.sensitivity import read_settings, sensitivity, sweep_layer
 from sparsebench.sensitivity_recipe import max_safe_sparsity
 from sparsebench.train import build_model_and_data
 from sparsebench.module import ClassificationModule
 from sparsebench.trainer import evaluate
 
-from conftest import ROOT, TINY_MODEL
+from presets import FAST_PRUNE, ROOT, TINY_MODEL
 
 # Two layers, two sparsities and two seeds on three batches: nine validation runs.
 FAST_SENSITIVITY = [
@@ -95,6 +96,13 @@ def test_suggested_recipe_loads_and_matches(make_config, tmp_path, checkpoint):
     assigned = assign_groups(prunable_layers(model, recipe), recipe.resolved_groups())
     assert assigned["layer4.0.conv1"] == ["layer4.0.conv1"]
     assert len(assigned["default"]) == report["prunable_layers"] - 1
+
+    # prune.py takes the file as recipe=<path>, which becomes recipe=file recipe.path=<path>.
+    path = tmp_path / "run" / "suggested_recipe.yaml"
+    pruned = prune(make_config("prune", [*FAST_PRUNE, *TINY_MODEL, "recipe=file", f"recipe.path={path}"]))
+    weights = json.loads((tmp_path / "run" / "sparsity.json").read_text())["checkpoint"]
+    assert pruned["recipe"] == recipe.name
+    assert weights["layers"]["layer4.0.conv1"]["sparsity"] == pytest.approx(recipe.groups[0].final_sparsity, abs=1e-3)
 
 
 def test_sweep_restores_layer_weights(make_config, checkpoint):

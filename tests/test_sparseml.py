@@ -142,7 +142,7 @@ def test_recipe_file_argument_expanded(tmp_path):
 def test_recipe_loaded_from_file(make_config, tmp_path):
     path = tmp_path / "suggested.yaml"
     path.write_text("name: suggested\nfinal_sparsity: 0.7\ngroups:\n  - name: late\n    patterns: ['layer4.*']\n")
-    cfg = make_config("prune", ["recipe=file", f"recipe.path={path}", "+recipe.finetuning_epochs=3"])
+    cfg = make_config("prune", ["recipe=file", f"recipe.path={path}", "recipe.finetuning_epochs=3"])
     recipe = load_recipe(cfg)
     assert recipe.name == "suggested"
     assert recipe.final_sparsity == 0.7

@@ -42,7 +42,8 @@ def load_recipe(cfg: DictConfig) -> Recipe:
         return Recipe.from_config(section)
     if not Path(path).is_file():
         raise FileNotFoundError(f"recipe={path!r} does not exist; give a recipe YAML file or a name from conf/recipe/.")
-    return Recipe.from_config(OmegaConf.merge(OmegaConf.load(path), section))
+    overrides = {key: value for key, value in section.items() if value is not None}
+    return Recipe.from_config(OmegaConf.merge(OmegaConf.load(path), overrides))
 
 
 def build_pruner(cfg: DictConfig, recipe: Recipe, output_dir: Path) -> Pruner:
@@ -121,6 +122,9 @@ def prune_gradually(
         callbacks=[DenseSnapshot(snapshot_path, pruner.pruning_start_epoch), pruner], loggers=loggers,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Rank 0 measures alone from here; metrics must not wait for ranks that have left.
+        torch.distributed.destroy_process_group()
     if not trainer.is_global_zero:
         return None, trainer.global_step
 

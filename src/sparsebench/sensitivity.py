@@ -26,6 +26,7 @@ from sparsebench.config import image_size, resolve_paths, validate_model_and_dat
 from sparsebench.data import ImageDataModule
 from sparsebench.module import ClassificationModule
 from sparsebench.pruning.masks import magnitude_masks, prunable_layers, random_mask, zero_count
+from sparsebench.prune import load_recipe
 from sparsebench.pruning.recipe import Recipe
 from sparsebench.sensitivity_plots import plot_curves, plot_ranking
 from sparsebench.sensitivity_recipe import max_safe_sparsity, suggest_recipe, write_recipe
@@ -205,7 +206,7 @@ def sensitivity(cfg: DictConfig) -> dict[str, Any]:
     resolve_paths(cfg)
     validate_model_and_data(cfg)
     settings = read_settings(cfg.sensitivity)
-    base_recipe = Recipe.from_config(cfg.recipe)
+    base_recipe = load_recipe(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.checkpoint:
