@@ -1,4 +1,4 @@
-"""What the entry points share: turning bad input into one clear error line."""
+"""Entry-point helper that reports bad input as one clear error line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What every pruner callback shares: its layers and groups, and how it measures and logs sparsity."""
+"""Base class of the pruner callbacks: layers and groups, and the measuring and logging of sparsity."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ class DenseSnapshot(pl.Callback):
 
     It checks in ``on_train_start``, ``on_train_batch_start`` and ``on_train_epoch_end``, the
     hooks in which a pruner may apply its first mask, and in ``on_train_end`` if pruning never
-    started. List it before the pruner callback so that it runs first in each hook and sees
-    the weights before the first mask. It writes the file once: a resumed run keeps it.
+    started. List it before the pruner callback so that it runs first in each hook and saves
+    the unmasked weights. It writes the file once: a resumed run keeps it.
     """
 
     def __init__(self, path: Path, pruning_start_epoch: float, model_attribute: str = "model") -> None:
