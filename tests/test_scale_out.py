@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,16 @@ def test_submitit_local_multirun(tmp_path, data_dir):
     sparsities = sorted(json.loads((job / "summary.json").read_text())["sparsity/checkpoint"] for job in jobs)
     assert sparsities == [pytest.approx(0.5, abs=0.005), pytest.approx(0.85, abs=0.005)]
     assert list((tmp_path / "outputs" / "prune" / "multiruns").glob("*/.submitit/*"))
+
+
+def test_slurm_launcher_without_slurm_explained(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    if shutil.which("sbatch") and shutil.which("srun"):
+        pytest.skip("this machine has SLURM")
+    result = run_prune(["-m", "hydra/launcher=submitit_slurm", *TINY_MODEL, "logger=none", "recipe=oneshot_50"],
+                       tmp_path, timeout=120)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "hydra/launcher=submitit_slurm needs SLURM's" in output
+    assert "submitit_local" in output
+    assert "Traceback" not in output

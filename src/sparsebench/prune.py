@@ -89,6 +89,9 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
     own_lr = cfg.pruner.kind != "sparseml"
     module, datamodule = build_components(cfg, recipe, schedule_lr=own_lr)
     pruner = build_pruner(cfg, recipe, output_dir)
+    # Resolve layers and groups now, so a recipe that does not fit the model fails before
+    # any logger starts a run.
+    pruner.setup(None, module, "fit")
     loggers = build_loggers(cfg, output_dir, run_name(cfg, recipe.name))
     if pruner.total_epochs == 0 and recipe.oneshot:
         dense_model, steps = prune_oneshot(module, pruner), 0
