@@ -154,6 +154,18 @@ def test_cli_multirun_gives_each_job_a_folder(tmp_path, data_dir):
     assert sparsities == [pytest.approx(0.5, abs=0.005), pytest.approx(0.85, abs=0.005)]
 
 
+def test_cli_failed_job_does_not_stop_sweep(tmp_path, data_dir):
+    command = [sys.executable, str(ROOT / "prune.py"), "-m", *TINY_MODEL, "data.image_size=32", "logger=none",
+               "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}", "recipe=oneshot_50",
+               "recipe.final_sparsity=1.5,0.5", "recipe.init_sparsity=0.5"]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "recipe.final_sparsity=1.5 is outside [0, 1)" in result.stdout + result.stderr
+    summaries = list((tmp_path / "outputs" / "prune" / "multiruns").glob("*/*/summary.json"))
+    assert len(summaries) == 1
+    assert json.loads(summaries[0].read_text())["sparsity/checkpoint"] == pytest.approx(0.5, abs=0.005)
+
+
 def test_cli_input_error_is_one_line(tmp_path, data_dir):
     env = {key: value for key, value in cli_env().items() if key != "HYDRA_FULL_ERROR"}
     result = subprocess.run(cli(["recipe.final_sparsity=1.5"], tmp_path, data_dir), cwd=tmp_path, env=env,
