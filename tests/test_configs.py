@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from sparsebench.config import absolute_path, lr_milestones, resolve_paths, validate_common
@@ -24,7 +25,12 @@ def test_every_option_composes(make_config, task, group, option):
     cfg = make_config(task, [f"{group}={option}"])
     OmegaConf.resolve(cfg)
     assert cfg.task_name == task
-    validate_common(cfg)
+    gpus_missing = cfg.trainer.accelerator == "gpu" and torch.cuda.device_count() < cfg.trainer.devices
+    if gpus_missing:
+        with pytest.raises(ValueError, match=r"trainer.devices=\d+ but this machine has \d+ GPUs"):
+            validate_common(cfg)
+    else:
+        validate_common(cfg)
     if task == "prune" and option != "file":
         recipe = Recipe.from_config(cfg.recipe)
         assert recipe.total_epochs >= 0
