@@ -76,4 +76,12 @@ class DeepSparseEngine(Engine):
             "fraction_of_supported_ops": float(engine.fraction_of_supported_ops),
             "cpu_avx_type": engine.cpu_avx_type,
             "cpu_vnni": bool(engine.cpu_vnni),
+            # DeepSparse runs what its own kernels cannot through a bundled ONNX Runtime, and
+            # fraction_of_supported_ops is the share its kernels take.
+            "effective_precision": "unknown",
+            "layer_precisions": {},
+            "effective_precision_source": (
+                "not readable: DeepSparse 1.8 exposes no per-layer precision; fraction_of_supported_ops="
+                f"{float(engine.fraction_of_supported_ops):.2f} is the share of ops its own kernels run"
+            ),
         }
