@@ -120,8 +120,8 @@ def file_accuracy(path: Path) -> dict[str, Any] | None:
 def prune_run_layers(path: Path) -> list[str] | None:
     """Return the pruned layer names from ``sparsity.json`` next to ``path``, if there is one.
 
-    A prune run's report lists them under ``checkpoint``; a quantize run's under ``layers``,
-    where null means the source file had no recipe and every layer is counted.
+    A prune run's report lists them under ``checkpoint``, and a quantize run's under ``layers``.
+    There null means that the source file had no recipe, so every layer is counted.
     """
     report = path.parent / "sparsity.json"
     if not report.is_file():

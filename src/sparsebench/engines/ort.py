@@ -20,8 +20,8 @@ OPTIMIZATION_LEVELS = {
 }
 
 # Op types of the optimized graph that compute Conv, Gemm and MatMul layers, by precision.
-# After QDQ fusion ONNX Runtime runs a quantized Conv as QLinearConv (NhwcQLinearConv with the
-# NHWC transformer); a DequantizeLinear left in front of a float Conv means float compute.
+# After QDQ fusion ONNX Runtime runs a quantized Conv as QLinearConv, or as NhwcQLinearConv after
+# its NHWC layout transformer. A DequantizeLinear left in front of a float Conv means float compute.
 INT8_OPS = ("QLinearConv", "NhwcQLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
             "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
 FLOAT_OPS = ("Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
@@ -94,7 +94,7 @@ class OrtEngine(Engine):
         """Count the compute layers per precision in the graph ONNX Runtime runs after optimizing.
 
         A second session with the same options writes its optimized graph to a temporary
-        file; its op types show whether QDQ pairs were fused into integer kernels.
+        file, and its op types show whether QDQ pairs were fused into integer kernels.
         """
         import onnx
 
