@@ -135,26 +135,29 @@ def speedup_rows(ok: pd.DataFrame) -> pd.DataFrame:
 def speedup_table(pairs: pd.DataFrame) -> str:
     """Format dense vs pruned throughput and the speed-up of pruning, per engine."""
     rows = [
-        [row.machine, row.model, f"{100 * row.sparsity:.1f}", row.engine, row.batch_size,
+        [row.machine, row.model, f"{100 * row.sparsity:.1f}", row.weights, row.engine, row.batch_size,
          f"{row.throughput_dense:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x"]
-        for row in pairs.sort_values(["machine", "model", "sparsity", "engine", "batch_size"]).itertuples()
+        for row in pairs.sort_values(["machine", "model", "sparsity", "weights", "engine", "batch_size"]).itertuples()
     ]
-    headers = ["machine", "model", "sparsity (%)", "engine", "batch", "dense (items/s)", "pruned (items/s)", "speed-up"]
+    headers = ["machine", "model", "sparsity (%)", "weights", "engine", "batch", "dense (items/s)", "pruned (items/s)",
+               "speed-up"]
     return markdown_table(headers, rows)
 
 
 def int8_rows(ok: pd.DataFrame) -> pd.DataFrame:
-    """Pair every INT8 result with the float result of the same model, variant, sparsity, engine and settings.
+    """Pair every INT8 result with the float result of the same model, variant, engine and settings.
 
-    Sparsity is matched to 0.1 percentage points because the INT8 file can have a few more
-    zeros than its float source, where weights below half a quantization step round to zero.
+    Quantization keeps every zero and can add a few, where weights below half a quantization
+    step round to zero. So among float files of the same variant, the pair is the most sparse
+    one that is not sparser than the INT8 file.
     """
-    keys = ["machine", "model", "image_size", "variant", "sparsity_key", "engine", "batch_size", "scenario", "threads",
-            "precision"]
-    frame = ok.assign(sparsity_key=(ok["sparsity"] * 1000).round())
-    float_rows = frame[frame["weights"] == "fp32"].drop_duplicates(keys, keep="last")
-    int8 = frame[frame["weights"] == "int8"]
-    pairs = int8.merge(float_rows[[*keys, "throughput", "val_acc", "effective_precision"]], on=keys, suffixes=("", "_float"))
+    keys = ["machine", "model", "image_size", "variant", "engine", "batch_size", "scenario", "threads", "precision"]
+    float_rows = ok[ok["weights"] == "fp32"]
+    int8 = ok[ok["weights"] == "int8"].reset_index(drop=True).reset_index(names="int8_row")
+    pairs = int8.merge(float_rows[[*keys, "sparsity", "throughput", "val_acc", "effective_precision"]], on=keys,
+                       suffixes=("", "_float"))
+    pairs = pairs[pairs["sparsity_float"] <= pairs["sparsity"] + 1e-9]
+    pairs = pairs.sort_values("sparsity_float").drop_duplicates("int8_row", keep="last")
     pairs["speedup"] = pairs["throughput"] / pairs["throughput_float"]
     return pairs
 
@@ -165,12 +168,12 @@ def int8_table(pairs: pd.DataFrame) -> str:
         return "" if value is None or pd.isna(value) else f"{100 * value:.2f}"
 
     rows = [
-        [row.machine, row.model, row.variant, f"{100 * row.sparsity:.1f}", row.engine, row.batch_size,
-         f"{row.throughput_float:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x",
+        [row.machine, row.model, row.variant, f"{100 * row.sparsity_float:.1f} / {100 * row.sparsity:.1f}", row.engine,
+         row.batch_size, f"{row.throughput_float:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x",
          f"{row.effective_precision_float} / {row.effective_precision}", percent(row.val_acc_float), percent(row.val_acc)]
         for row in pairs.sort_values(["machine", "model", "variant", "sparsity", "engine", "batch_size"]).itertuples()
     ]
-    headers = ["machine", "model", "variant", "sparsity (%)", "engine", "batch", "float (items/s)", "INT8 (items/s)",
+    headers = ["machine", "model", "variant", "sparsity float / INT8 (%)", "engine", "batch", "float (items/s)", "INT8 (items/s)",
                "speed-up", "engine ran (float / INT8)", "top-1 float (%)", "top-1 INT8 (%)"]
     return markdown_table(headers, rows)
 

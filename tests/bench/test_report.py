@@ -23,7 +23,7 @@ def fake_record(host: str, model: str, engine: str, sparsity: float, throughput:
         "error": None if status == "ok" else {"phase": "compile", "type": "RuntimeError", "message": "unsupported op"},
         "measurement": {
             "model": model, "engine": engine, "batch_size": 1, "image_size": 224, "scenario": "sync", "threads": 2, "precision": "fp32",
-            "source": {"kind": "file", "sha256": f"{model}-{sparsity}-{weights}", "label": "pruned" if sparsity else "dense"},
+            "source": {"kind": "file", "sha256": f"{model}-{sparsity}-{weights}", "label": "pruned" if sparsity > 0.05 else "dense"},
         },
         "machine": {
             "hostname": host, "cpu_model": f"CPU of {host}", "cpu_vendor": "GenuineIntel", "physical_cores": 4,
@@ -66,8 +66,8 @@ def test_report_tables(bench_config: Callable[..., DictConfig], two_machine_resu
     assert "24 measurement(s) from 2 machine(s)" in text
     assert "1 failed" in text
     # Speed-up of pruning: pruned over dense throughput, per engine.
-    assert "| CPU of b (b) | resnet50 | 62.0 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
-    assert "| CPU of a (a) | mobilenet_v1 | 62.0 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
+    assert "| CPU of b (b) | resnet50 | 62.0 | fp32 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
+    assert "| CPU of a (a) | mobilenet_v1 | 62.0 | fp32 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
     # Throughput table, mean ± std.
     assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | fp32 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
     assert "| resnet50 | pruned | fp32 | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
@@ -98,7 +98,11 @@ def test_report_int8_rows(bench_config: Callable[..., DictConfig], tmp_path: Pat
     for engine, int8_gain in (("ort", 2.0), ("openvino", 3.0), ("deepsparse", 1.0)):
         append_record(path, fake_record("a", "resnet10t", engine, 0.62, 100.0))
         append_record(path, fake_record("a", "resnet10t", engine, 0.62, 100.0 * int8_gain, weights="int8"))
+        # Rounding gives the dense INT8 file a few zeros: it still pairs with the dense float file.
+        append_record(path, fake_record("a", "resnet10t", engine, 0.0, 50.0))
+        append_record(path, fake_record("a", "resnet10t", engine, 0.011, 50.0 * int8_gain, weights="int8"))
     text = report(bench_config(task="report")).read_text()
-    assert "| CPU of a (a) | resnet10t | pruned | 62.0 | openvino | 1 | 100.0 | 300.0 | 3.00x | fp32 / int8 | 90.00 | 89.00 |" in text
-    assert "| CPU of a (a) | resnet10t | pruned | 62.0 | deepsparse | 1 | 100.0 | 100.0 | 1.00x | unknown / unknown | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | pruned | 62.0 / 62.0 | openvino | 1 | 100.0 | 300.0 | 3.00x | fp32 / int8 | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | pruned | 62.0 / 62.0 | deepsparse | 1 | 100.0 | 100.0 | 1.00x | unknown / unknown | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | dense | 0.0 / 1.1 | ort | 1 | 50.0 | 100.0 | 2.00x | fp32 / int8 | 90.00 | 89.00 |" in text
     assert "| CPU of a (a) | resnet10t | 224 | pruned | 62.0 | int8 | 1 | sync, 2 thr | 100.0 ± 2.0 | 300.0 ± 6.0 | 200.0 ± 4.0 |" in text
