@@ -10,7 +10,7 @@ from sparsebench.pruning.recipe import Recipe
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TASK_GROUPS = {
     "train": ["model", "data", "optimizer", "trainer", "logger"],
-    "prune": ["model", "data", "recipe", "pruner", "optimizer", "trainer", "logger"],
+    "prune": ["model", "data", "recipe", "pruner", "optimizer", "trainer", "logger", "quantization"],
 }
 OPTIONS = [
     (task, group, path.stem)
@@ -35,6 +35,16 @@ def test_every_option_composes(make_config, task, group, option):
         recipe = Recipe.from_config(cfg.recipe)
         assert recipe.total_epochs >= 0
         assert len(lr_milestones(cfg, recipe)) == 2
+
+
+def test_quantize_config_composes(make_config):
+    from sparsebench.int8 import validate_quantization
+
+    cfg = make_config("quantize", ["onnx=model.onnx"])
+    OmegaConf.resolve(cfg)
+    assert cfg.data.image_size is None
+    assert cfg.quantization.format == "QDQ"
+    validate_quantization(cfg.quantization)
 
 
 def test_default_data_is_digits_under_outputs(make_config, tmp_path):

@@ -117,27 +117,75 @@ def module_name_from_node(node_name: str) -> str:
     return ".".join(parts)
 
 
-def onnx_weights(path: Path) -> dict[str, np.ndarray]:
-    """Return the weight initializer of every Conv, Gemm and MatMul node, keyed by module name.
+def weight_sources(graph: onnx.GraphProto) -> dict[str, tuple[onnx.TensorProto, onnx.NodeProto | None]]:
+    """Find the stored weight of every Conv, Gemm and MatMul node, keyed by module name.
 
-    Initializers reached through Identity nodes (the exporter shares equal tensors) are
-    followed. Nodes whose name does not map to a module keep their ONNX node name.
+    Returns the initializer and, for a quantized (QDQ) file, the DequantizeLinear node that
+    reads it. Initializers reached through Identity nodes (the exporter shares equal tensors)
+    are followed. Nodes whose name does not map to a module keep their ONNX node name.
     """
-    graph = onnx.load(str(path)).graph
     initializers = {init.name: init for init in graph.initializer}
     identity = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
-    weights: dict[str, np.ndarray] = {}
+    dequantize = {node.output[0]: node for node in graph.node if node.op_type == "DequantizeLinear"}
+    sources: dict[str, tuple[onnx.TensorProto, onnx.NodeProto | None]] = {}
     for node in graph.node:
         if node.op_type not in WEIGHT_OPS or len(node.input) < 2:
             continue
         source = node.input[1]
         while source in identity:
             source = identity[source]
+        dequantize_node = dequantize.get(source)
+        if dequantize_node is not None:
+            source = dequantize_node.input[0]
         if source not in initializers:
             continue
         name = module_name_from_node(node.name) or node.name
-        weights.setdefault(name, numpy_helper.to_array(initializers[source]))
+        sources.setdefault(name, (initializers[source], dequantize_node))
+    return sources
+
+
+def integer_weight(stored: np.ndarray, dequantize_node: onnx.NodeProto, initializers: Mapping) -> np.ndarray:
+    """Return a quantized weight minus its zero point, as int32.
+
+    DequantizeLinear computes ``(stored - zero_point) * scale``, so an element is zero in the
+    result exactly when it is zero in the float weight that the file stands for.
+    """
+    values = stored.astype(np.int32)
+    if len(dequantize_node.input) < 3 or not dequantize_node.input[2]:
+        return values
+    zero_point = numpy_helper.to_array(initializers[dequantize_node.input[2]]).astype(np.int32)
+    if zero_point.ndim == 1 and zero_point.size > 1:
+        # A per-channel zero point lies along the node's axis (ONNX's default axis is 1).
+        axis = next((attr.i for attr in dequantize_node.attribute if attr.name == "axis"), 1)
+        shape = [1] * values.ndim
+        shape[axis] = zero_point.size
+        zero_point = zero_point.reshape(shape)
+    return values - zero_point
+
+
+def onnx_weights(path: Path) -> dict[str, np.ndarray]:
+    """Return the weight of every Conv, Gemm and MatMul node, keyed by module name.
+
+    A float file gives its float initializers. A quantized (QDQ) file gives the integer
+    initializers behind its DequantizeLinear nodes minus their zero points, so zeros are
+    counted in the stored INT8 values, not in a float copy.
+    """
+    graph = onnx.load(str(path)).graph
+    initializers = {init.name: init for init in graph.initializer}
+    weights: dict[str, np.ndarray] = {}
+    for name, (initializer, dequantize_node) in weight_sources(graph).items():
+        stored = numpy_helper.to_array(initializer)
+        weights[name] = stored if dequantize_node is None else integer_weight(stored, dequantize_node, initializers)
     return weights
+
+
+def onnx_weight_types(path: Path) -> dict[str, str]:
+    """Return the stored data type of each Conv, Gemm and MatMul weight, e.g. ``int8`` or ``float``."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return {
+        name: onnx.TensorProto.DataType.Name(initializer.data_type).lower()
+        for name, (initializer, _) in weight_sources(graph).items()
+    }
 
 
 def onnx_sparsity(path: Path, layer_names: Iterable[str] | None = None) -> dict:

@@ -19,18 +19,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sparsebench.config import image_size, lr_milestones, resolve_paths, validate_common
+from sparsebench.calibration import check_calibration_size
 from sparsebench.export import export_and_verify
+from sparsebench.int8 import import_ort_quantization, validate_quantization
 from sparsebench.module import ClassificationModule
 from sparsebench.pruning.base import Pruner
 from sparsebench.pruning.native import NativeGMP
 from sparsebench.pruning.recipe import Recipe
 from sparsebench.pruning.snapshot import DenseSnapshot
+from sparsebench.quantize import quantize_and_measure
 from sparsebench.train import build_components, run_name, write_json
 from sparsebench.trainer import build_loggers, build_trainer, evaluate, finish_loggers
 
 log = logging.getLogger(__name__)
 
 PRUNERS = ("native", "sparseml")
+QUANTIZE_OPTIONS = (None, "int8")
 DENSE_SNAPSHOT = "dense.pt"
 
 
@@ -80,6 +84,7 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
     """Prune ``cfg.model`` with ``cfg.recipe``, export dense and pruned ONNX files, return the summary."""
     resolve_paths(cfg)
     validate_common(cfg)
+    validate_quantize(cfg)
     recipe = load_recipe(cfg)
     resume = resume_checkpoint(cfg.resume)
     pl.seed_everything(cfg.seed, workers=True)
@@ -88,6 +93,8 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
     # SparseML sets the LR itself from the translated recipe, so Lightning must not.
     own_lr = cfg.pruner.kind != "sparseml"
     module, datamodule = build_components(cfg, recipe, schedule_lr=own_lr)
+    if cfg.quantize:
+        check_calibration_size(datamodule, cfg.quantization)
     pruner = build_pruner(cfg, recipe, output_dir)
     # Resolve layers and groups now, so a recipe that does not fit the model fails before
     # any logger starts a run.
@@ -105,6 +112,15 @@ def prune(cfg: DictConfig) -> dict[str, Any]:
     finish_loggers(loggers, flat_metrics(summary))
     print_summary(summary)
     return summary
+
+
+def validate_quantize(cfg: DictConfig) -> None:
+    """Check ``quantize`` and, when it is set, the quantization settings and tools, before any training."""
+    if cfg.quantize not in QUANTIZE_OPTIONS:
+        raise ValueError(f"quantize={cfg.quantize!r} is unknown; use quantize=int8, or quantize=null for float files only.")
+    if cfg.quantize:
+        validate_quantization(cfg.quantization)
+        import_ort_quantization()
 
 
 def prune_gradually(
@@ -168,6 +184,12 @@ def report(
         "checkpoint": weights,
         "onnx": pruned_onnx["sparsity"],
     }
+    int8 = None
+    if cfg.quantize:
+        int8 = quantize_and_measure(Path(pruned_onnx["path"]), output_dir / "pruned.int8.onnx", datamodule,
+                                    cfg.quantization, layer_names)
+        sparsity["int8"] = int8["sparsity"]["int8"]
+        sparsity["int8_rounded_to_zero"] = int8["sparsity"]["rounded_to_zero"]
     write_json(output_dir / "sparsity.json", sparsity)
     summary = {
         "model": cfg.model.name,
@@ -189,8 +211,24 @@ def report(
         "checkpoint": None if recipe.oneshot else str(output_dir / "checkpoints" / "last.ckpt"),
         "sparsity_report": str(output_dir / "sparsity.json"),
     }
+    if int8 is not None:
+        add_int8(summary, int8)
     write_json(output_dir / "summary.json", summary)
     return summary
+
+
+def add_int8(summary: dict[str, Any], int8: dict[str, Any]) -> None:
+    """Add the INT8 file's top-1 and sparsity, next to the float file's top-1 through ONNX Runtime."""
+    summary["pruned_onnx/val_acc"] = int8["float/val_acc"]
+    summary["int8/val_acc"] = int8["int8/val_acc"]
+    summary["delta/int8_val_acc_points"] = int8["delta/val_acc_points"]
+    summary["sparsity/int8"] = int8["sparsity"]["int8"]["overall"]
+    summary["quantization"] = int8["settings"]
+    summary["onnx"]["pruned"]["val_acc"] = int8["float/val_acc"]
+    summary["onnx"]["int8"] = {
+        "path": int8["path"], "val_acc": int8["int8/val_acc"],
+        **{key: int8[key] for key in ("bytes", "gzip_bytes", "gzip_ratio")},
+    }
 
 
 def dense_baseline(cfg: DictConfig, recipe: Recipe) -> str:
@@ -247,4 +285,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             summary["dense/baseline"],
         )
     log.info("pruned ONNX file: %s", summary["onnx"]["pruned"]["path"])
+    if "int8" in summary["onnx"]:
+        log.info(
+            "INT8 ONNX file: %s; top-1 through ONNX Runtime float %.2f%% -> INT8 %.2f%%, INT8 sparsity %.2f%%",
+            summary["onnx"]["int8"]["path"], 100 * summary["pruned_onnx/val_acc"], 100 * summary["int8/val_acc"],
+            100 * summary["sparsity/int8"],
+        )
     log.info("sparsity report: %s", summary["sparsity_report"])

@@ -49,12 +49,16 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
         measurement, machine = record["measurement"], record["machine"]
         facts = record.get("model_facts") or {}
         metrics = record.get("metrics") or {}
+        settings = record.get("engine_settings") or {}
+        accuracy = record.get("accuracy") or {}
         sparsity = facts.get("sparsity/prunable")
         if sparsity is None:
             sparsity = facts.get("sparsity/overall")
         # A prune run names its files dense.onnx and pruned.onnx, and its dense baseline may
         # carry the recipe's initial sparsity. So the name decides there, the sparsity elsewhere.
         variant = measurement["source"].get("label")
+        if isinstance(variant, str):
+            variant = variant.removesuffix(".int8")  # quantize writes dense.int8.onnx and pruned.int8.onnx
         if variant not in ("dense", "pruned") and sparsity is not None:
             variant = "dense" if sparsity <= dense_max_sparsity else "pruned"
         rows.append({
@@ -68,6 +72,10 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
             "scenario": measurement["scenario"],
             "threads": measurement["threads"],
             "precision": measurement["precision"],
+            # Records written before INT8 support have no weights/precision: their files were float.
+            "weights": facts.get("weights/precision", "fp32"),
+            "effective_precision": settings.get("effective_precision"),
+            "val_acc": accuracy.get("val/acc"),
             "status": record["status"],
             "error": record.get("error"),
             "sparsity": sparsity,
@@ -95,15 +103,16 @@ def throughput_table(ok: pd.DataFrame) -> str:
     """Format throughput (items/s, mean ± std over repeats) by machine, model, file and batch, a column per engine."""
     engines = sorted(ok["engine"].unique())
     rows = []
-    keys = ["machine", "model", "image_size", "variant", "sparsity", "file", "batch_size", "scenario", "threads"]
+    keys = ["machine", "model", "image_size", "variant", "sparsity", "weights", "file", "batch_size", "scenario", "threads"]
     for key, group in ok.groupby(keys, sort=True, dropna=False):
-        machine, model, image_size, variant, sparsity, _, batch_size, scenario, threads = key
+        machine, model, image_size, variant, sparsity, weights, _, batch_size, scenario, threads = key
         cells = []
         for engine in engines:
             match = group[group["engine"] == engine]
             cells.append("" if match.empty else f"{match['throughput'].iloc[0]:.1f} ± {match['throughput_std'].iloc[0]:.1f}")
-        rows.append([machine, model, image_size, variant, f"{100 * sparsity:.1f}", batch_size, f"{scenario}, {threads} thr", *cells])
-    headers = ["machine", "model", "input (px)", "variant", "sparsity (%)", "batch", "scenario",
+        rows.append([machine, model, image_size, variant, f"{100 * sparsity:.1f}", weights, batch_size,
+                     f"{scenario}, {threads} thr", *cells])
+    headers = ["machine", "model", "input (px)", "variant", "sparsity (%)", "weights", "batch", "scenario",
                *[f"{engine} (items/s)" for engine in engines]]
     return markdown_table(headers, rows)
 
@@ -114,7 +123,8 @@ def speedup_rows(ok: pd.DataFrame) -> pd.DataFrame:
     The model must match in input size and parameter count too, so a pruned 10-class file
     is never compared with a 1000-class export of the same architecture.
     """
-    keys = ["machine", "model", "image_size", "parameters", "engine", "batch_size", "scenario", "threads", "precision"]
+    keys = ["machine", "model", "image_size", "parameters", "weights", "engine", "batch_size", "scenario", "threads",
+            "precision"]
     dense = ok[ok["variant"] == "dense"].drop_duplicates(keys, keep="last")
     pruned = ok[ok["variant"] == "pruned"]
     pairs = pruned.merge(dense[[*keys, "throughput", "sparsity"]], on=keys, suffixes=("", "_dense"))
@@ -125,11 +135,46 @@ def speedup_rows(ok: pd.DataFrame) -> pd.DataFrame:
 def speedup_table(pairs: pd.DataFrame) -> str:
     """Format dense vs pruned throughput and the speed-up of pruning, per engine."""
     rows = [
-        [row.machine, row.model, f"{100 * row.sparsity:.1f}", row.engine, row.batch_size,
+        [row.machine, row.model, f"{100 * row.sparsity:.1f}", row.weights, row.engine, row.batch_size,
          f"{row.throughput_dense:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x"]
-        for row in pairs.sort_values(["machine", "model", "sparsity", "engine", "batch_size"]).itertuples()
+        for row in pairs.sort_values(["machine", "model", "sparsity", "weights", "engine", "batch_size"]).itertuples()
     ]
-    headers = ["machine", "model", "sparsity (%)", "engine", "batch", "dense (items/s)", "pruned (items/s)", "speed-up"]
+    headers = ["machine", "model", "sparsity (%)", "weights", "engine", "batch", "dense (items/s)", "pruned (items/s)",
+               "speed-up"]
+    return markdown_table(headers, rows)
+
+
+def int8_rows(ok: pd.DataFrame) -> pd.DataFrame:
+    """Pair every INT8 result with the float result of the same model, variant, engine and settings.
+
+    Quantization keeps every zero and can add a few, where weights below half a quantization
+    step round to zero. So among float files of the same variant, the pair is the most sparse
+    one that is not sparser than the INT8 file.
+    """
+    keys = ["machine", "model", "image_size", "variant", "engine", "batch_size", "scenario", "threads", "precision"]
+    float_rows = ok[ok["weights"] == "fp32"]
+    int8 = ok[ok["weights"] == "int8"].reset_index(drop=True).reset_index(names="int8_row")
+    pairs = int8.merge(float_rows[[*keys, "sparsity", "throughput", "val_acc", "effective_precision"]], on=keys,
+                       suffixes=("", "_float"))
+    pairs = pairs[pairs["sparsity_float"] <= pairs["sparsity"] + 1e-9]
+    pairs = pairs.sort_values("sparsity_float").drop_duplicates("int8_row", keep="last")
+    pairs["speedup"] = pairs["throughput"] / pairs["throughput_float"]
+    return pairs
+
+
+def int8_table(pairs: pd.DataFrame) -> str:
+    """Format float vs INT8 throughput per engine, with the precision each engine ran and both files' top-1."""
+    def percent(value: float | None) -> str:
+        return "" if value is None or pd.isna(value) else f"{100 * value:.2f}"
+
+    rows = [
+        [row.machine, row.model, row.variant, f"{100 * row.sparsity_float:.1f} / {100 * row.sparsity:.1f}", row.engine,
+         row.batch_size, f"{row.throughput_float:.1f}", f"{row.throughput:.1f}", f"{row.speedup:.2f}x",
+         f"{row.effective_precision_float} / {row.effective_precision}", percent(row.val_acc_float), percent(row.val_acc)]
+        for row in pairs.sort_values(["machine", "model", "variant", "sparsity", "engine", "batch_size"]).itertuples()
+    ]
+    headers = ["machine", "model", "variant", "sparsity float / INT8 (%)", "engine", "batch", "float (items/s)", "INT8 (items/s)",
+               "speed-up", "engine ran (float / INT8)", "top-1 float (%)", "top-1 INT8 (%)"]
     return markdown_table(headers, rows)
 
 
@@ -137,11 +182,11 @@ def compression_table(ok: pd.DataFrame) -> str:
     """Format parameters, sparsity, file size and gzip -9 size of every measured file."""
     files = ok.drop_duplicates("file").sort_values(["model", "sparsity"])
     rows = [
-        [row.model, row.variant, f"{100 * row.sparsity:.1f}", f"{row.parameters / 1e6:.2f}",
+        [row.model, row.variant, row.weights, f"{100 * row.sparsity:.1f}", f"{row.parameters / 1e6:.2f}",
          f"{row.bytes / 2**20:.2f}", f"{row.gzip_bytes / 2**20:.2f}", f"{row.gzip_ratio:.2f}"]
         for row in files.itertuples()
     ]
-    headers = ["model", "variant", "sparsity (%)", "parameters (M)", "ONNX (MiB)", "gzip -9 (MiB)", "gzip ratio"]
+    headers = ["model", "variant", "weights", "sparsity (%)", "parameters (M)", "ONNX (MiB)", "gzip -9 (MiB)", "gzip ratio"]
     return markdown_table(headers, rows)
 
 
@@ -189,6 +234,7 @@ def report(cfg: DictConfig) -> Path:
     ok = frame[frame["status"] == "ok"]
     failed = frame[frame["status"] != "ok"]
     pairs = speedup_rows(ok)
+    int8_pairs = int8_rows(ok)
 
     sections = [
         "# Benchmark report",
@@ -199,6 +245,10 @@ def report(cfg: DictConfig) -> Path:
         "## Throughput by model and engine", throughput_table(ok) if len(ok) else "No successful measurement.",
         "## Dense vs pruned: speed-up of pruning per engine",
         speedup_table(pairs) if len(pairs) else "No pruned file has a dense counterpart with the same settings.",
+        "## Float vs INT8 per engine",
+        "Top-1 is measured through ONNX Runtime on the validation split by the prune or quantize run that wrote "
+        "the file; the engine's precision is read back from each engine after compiling (unknown where it cannot be).",
+        int8_table(int8_pairs) if len(int8_pairs) else "No INT8 file has a float counterpart with the same settings.",
         "## Compression", compression_table(ok) if len(ok) else "",
         "## Machines", machine_table(records),
     ]
@@ -218,7 +268,7 @@ def report(cfg: DictConfig) -> Path:
         sections += ["## Failed measurements", failure_table(failed)]
 
     figures = write_figures(ok, pairs, output_dir / "figures", cfg.batch_size, cfg.scenario)
-    sections += ["## Figures", *[f"![{path.stem}](figures/{path.name})" for path in figures]]
+    sections += ["## Figures", "Float files only; the INT8 files are in the tables above.", *[f"![{path.stem}](figures/{path.name})" for path in figures]]
     path = output_dir / "report.md"
     path.write_text("\n\n".join(sections) + "\n")
     log.info("report with %d measurement(s) and %d figure(s): %s", len(ok), len(figures), path)

@@ -127,7 +127,9 @@ def sparsity_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: P
 
 def write_figures(ok: pd.DataFrame, pairs: pd.DataFrame, folder: Path, batch_size: int, scenario: str) -> list[Path]:
     """Write every figure for ``batch_size`` and ``scenario`` into ``folder``; return their paths."""
-    shown = ok[(ok["batch_size"] == batch_size) & (ok["scenario"] == scenario) & ok["variant"].notna()]
+    # The figures compare dense and pruned float files; INT8 files are compared in the report's tables.
+    shown = ok[(ok["batch_size"] == batch_size) & (ok["scenario"] == scenario) & ok["variant"].notna()
+               & (ok["weights"] == "fp32")]
     if shown.empty:
         log.warning("no successful result at batch_size=%d, scenario=%s, so no figure is drawn; set batch_size= "
                     "and scenario= to values that were measured", batch_size, scenario)

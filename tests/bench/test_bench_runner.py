@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,6 +158,16 @@ def test_each_engine_measures(bench_config: Callable[..., DictConfig], sparse_on
     assert record["metrics"]["throughput/items_per_s"] > 0
     if engine == "deepsparse":
         assert 0 < record["engine_settings"]["fraction_of_supported_ops"] <= 1
+
+
+def test_deepsparse_leaves_file_unchanged(bench_config: Callable[..., DictConfig], sparse_onnx: tuple[Path, dict],
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    shutil.copyfile(sparse_onnx[0], path)
+    written = path.read_bytes()
+    record = benchmark(bench_config([*FAST_BENCH, f"onnx={path}", "engine=deepsparse", "batch_size=2", "bench.repeats=1"]))
+    assert record["status"] == "ok", record["error"]
+    assert path.read_bytes() == written
 
 
 def test_async_streams(bench_config: Callable[..., DictConfig], sparse_onnx: tuple[Path, dict]) -> None:

@@ -13,16 +13,17 @@ from sparsebench.bench.store import SCHEMA, append_record
 from sparsebench.report import report
 
 
-def fake_record(host: str, model: str, engine: str, sparsity: float, throughput: float, status: str = "ok") -> dict:
+def fake_record(host: str, model: str, engine: str, sparsity: float, throughput: float, status: str = "ok",
+                weights: str = "fp32") -> dict:
     """A stored record with only the fields the report reads."""
     record = {
         "schema": SCHEMA,
-        "key": f"{host}|{model}|{sparsity}|{engine}",
+        "key": f"{host}|{model}|{sparsity}|{engine}|{weights}",
         "status": status,
         "error": None if status == "ok" else {"phase": "compile", "type": "RuntimeError", "message": "unsupported op"},
         "measurement": {
             "model": model, "engine": engine, "batch_size": 1, "image_size": 224, "scenario": "sync", "threads": 2, "precision": "fp32",
-            "source": {"kind": "file", "sha256": f"{model}-{sparsity}", "label": "pruned" if sparsity else "dense"},
+            "source": {"kind": "file", "sha256": f"{model}-{sparsity}-{weights}", "label": "pruned" if sparsity > 0.05 else "dense"},
         },
         "machine": {
             "hostname": host, "cpu_model": f"CPU of {host}", "cpu_vendor": "GenuineIntel", "physical_cores": 4,
@@ -31,8 +32,10 @@ def fake_record(host: str, model: str, engine: str, sparsity: float, throughput:
         },
         "model_facts": {
             "parameters": 1_000_000, "sparsity/overall": sparsity, "sparsity/prunable": None,
-            "file/bytes": 4 * 2**20, "file/gzip_bytes": 2 * 2**20, "file/gzip_ratio": 2.0,
+            "file/bytes": 4 * 2**20, "file/gzip_bytes": 2 * 2**20, "file/gzip_ratio": 2.0, "weights/precision": weights,
         },
+        "engine_settings": {"effective_precision": "unknown" if engine == "deepsparse" else weights},
+        "accuracy": {"val/acc": 0.9 if weights == "fp32" else 0.89},
     }
     if status == "ok":
         record["metrics"] = {
@@ -63,11 +66,11 @@ def test_report_tables(bench_config: Callable[..., DictConfig], two_machine_resu
     assert "24 measurement(s) from 2 machine(s)" in text
     assert "1 failed" in text
     # Speed-up of pruning: pruned over dense throughput, per engine.
-    assert "| CPU of b (b) | resnet50 | 62.0 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
-    assert "| CPU of a (a) | mobilenet_v1 | 62.0 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
+    assert "| CPU of b (b) | resnet50 | 62.0 | fp32 | deepsparse | 1 | 200.0 | 600.0 | 3.00x |" in text
+    assert "| CPU of a (a) | mobilenet_v1 | 62.0 | fp32 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
     # Throughput table, mean ± std.
-    assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
-    assert "| resnet50 | pruned | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
+    assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | fp32 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
+    assert "| resnet50 | pruned | fp32 | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
     assert "| b | CPU of b | GenuineIntel | 4 / 8 | L2 1024K | 3000 | avx2, avx512 |" in text
     assert "| vgg19 | deepsparse | 1 | compile | RuntimeError: unsupported op |" in text
 
@@ -88,3 +91,18 @@ def test_report_figures(bench_config: Callable[..., DictConfig], two_machine_res
 def test_report_without_results(bench_config: Callable[..., DictConfig]) -> None:
     with pytest.raises(FileNotFoundError, match="run `python benchmark.py` first"):
         report(bench_config(task="report"))
+
+
+def test_report_int8_rows(bench_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    path = tmp_path / "outputs" / "benchmark" / "results.jsonl"
+    for engine, int8_gain in (("ort", 2.0), ("openvino", 3.0), ("deepsparse", 1.0)):
+        append_record(path, fake_record("a", "resnet10t", engine, 0.62, 100.0))
+        append_record(path, fake_record("a", "resnet10t", engine, 0.62, 100.0 * int8_gain, weights="int8"))
+        # Rounding gives the dense INT8 file a few zeros: it still pairs with the dense float file.
+        append_record(path, fake_record("a", "resnet10t", engine, 0.0, 50.0))
+        append_record(path, fake_record("a", "resnet10t", engine, 0.011, 50.0 * int8_gain, weights="int8"))
+    text = report(bench_config(task="report")).read_text()
+    assert "| CPU of a (a) | resnet10t | pruned | 62.0 / 62.0 | openvino | 1 | 100.0 | 300.0 | 3.00x | fp32 / int8 | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | pruned | 62.0 / 62.0 | deepsparse | 1 | 100.0 | 100.0 | 1.00x | unknown / unknown | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | dense | 0.0 / 1.1 | ort | 1 | 50.0 | 100.0 | 2.00x | fp32 / int8 | 90.00 | 89.00 |" in text
+    assert "| CPU of a (a) | resnet10t | 224 | pruned | 62.0 | int8 | 1 | sync, 2 thr | 100.0 ± 2.0 | 300.0 ± 6.0 | 200.0 ± 4.0 |" in text

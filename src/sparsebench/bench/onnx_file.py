@@ -10,11 +10,13 @@ from typing import Any
 import onnx
 from onnx import TensorProto
 
-from sparsebench.export import file_facts, onnx_sparsity
+from sparsebench.export import file_facts, onnx_sparsity, onnx_weight_types
 
 log = logging.getLogger(__name__)
 
 PRECISION_OF_TYPE = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
+# Stored weight data types (lower-case TensorProto names) by the precision names of results.
+PRECISION_OF_WEIGHT_TYPE = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8"}
 
 
 class InvalidOnnxError(ValueError):
@@ -70,7 +72,8 @@ def model_facts(path: Path) -> dict[str, Any]:
 
     ``sparsity/overall`` covers every Conv, Gemm and MatMul weight. When a prune run's
     ``sparsity.json`` sits next to the file, ``sparsity/prunable`` covers only the layers that
-    its recipe pruned, which is the figure the recipe targets.
+    its recipe pruned, which is the figure the recipe targets. ``weights/precision`` is the
+    stored type of those weights: ``fp32``, ``int8`` for a quantized file, or ``mixed``.
     """
     model = onnx.load(str(path))
     parameters = sum(_numel(init.dims) for init in model.graph.initializer)
@@ -80,6 +83,7 @@ def model_facts(path: Path) -> dict[str, Any]:
         "sparsity/overall": sparsity["overall"],
         "sparsity/prunable": None,
         "sparsity/layers": {name: layer["sparsity"] for name, layer in sparsity["layers"].items()},
+        "weights/precision": weights_precision(path),
         **{f"file/{key}": value for key, value in file_facts(path).items()},
     }
     recipe_layers = prune_run_layers(path)
@@ -88,13 +92,45 @@ def model_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
+def weights_precision(path: Path) -> str:
+    """Name the stored precision of the file's Conv, Gemm and MatMul weights, or ``mixed``."""
+    precisions = {PRECISION_OF_WEIGHT_TYPE.get(kind, kind) for kind in onnx_weight_types(path).values()}
+    if len(precisions) == 1:
+        return precisions.pop()
+    return "mixed" if precisions else "none"
+
+
+def file_accuracy(path: Path) -> dict[str, Any] | None:
+    """Return the top-1 that the run next to ``path`` measured for this file, if it did.
+
+    Prune runs with ``quantize=int8`` and quantize runs measure top-1 of their float and INT8
+    files through ONNX Runtime on the validation split and list it in ``summary.json``.
+    """
+    summary = run_summary(path) or {}
+    for entry in (summary.get("onnx") or {}).values():
+        if Path(entry.get("path", "")).name == path.name and entry.get("val_acc") is not None:
+            return {
+                "val/acc": entry["val_acc"],
+                "measured_by": "top-1 through ONNX Runtime on the validation split",
+                "summary": str(path.parent / "summary.json"),
+            }
+    return None
+
+
 def prune_run_layers(path: Path) -> list[str] | None:
-    """Return the pruned layer names from ``sparsity.json`` next to ``path``, if there is one."""
+    """Return the pruned layer names from ``sparsity.json`` next to ``path``, if there is one.
+
+    A prune run's report lists them under ``checkpoint``, and a quantize run's under ``layers``.
+    There null means that the source file had no recipe, so every layer is counted.
+    """
     report = path.parent / "sparsity.json"
     if not report.is_file():
         return None
     try:
-        return list(json.loads(report.read_text())["checkpoint"]["layers"])
+        content = json.loads(report.read_text())
+        if "layers" in content:
+            return content["layers"]
+        return list(content["checkpoint"]["layers"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         log.warning("%s has no readable layer list (%s); sparsity/prunable is not measured", report, error)
         return None

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import sparsebench
 from sparsebench.bench.checks import validate_benchmark
 from sparsebench.bench.machine import machine_facts, physical_cores
-from sparsebench.bench.onnx_file import inspect_input, model_facts, run_summary
+from sparsebench.bench.onnx_file import file_accuracy, inspect_input, model_facts, run_summary
 from sparsebench.bench.statistics import aggregate
 from sparsebench.bench.store import SCHEMA, append_record, completed_keys, read_records
 from sparsebench.bench.tracking import log_measurement
@@ -104,6 +104,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     try:
         onnx_path = prepare_onnx(cfg, source, output_dir)
         record["model_facts"] = measure_facts(onnx_path)
+        record["accuracy"] = file_accuracy(onnx_path)
         image_input = inspect(onnx_path, cfg.batch_size)
         measurement["image_size"] = image_input["shape"][-1]
         spec = {

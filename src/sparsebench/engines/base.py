@@ -18,6 +18,16 @@ import numpy as np
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def effective_precision(layer_precisions: dict[str, int]) -> str:
+    """Name the precision of the compute layers: one precision, ``mixed``, or ``none`` without layers."""
+    present = [precision for precision, count in layer_precisions.items() if count]
+    if not present:
+        return "none"
+    if len(present) == 1:
+        return present[0]
+    return "mixed"
+
+
 class EngineUnavailableError(RuntimeError):
     """The engine's runtime package cannot be imported on this machine."""
 
@@ -77,5 +87,8 @@ class Engine(ABC):
         """Return the settings read back from the compiled runtime.
 
         Every engine reports at least ``precision``, ``threads``, ``streams`` and
-        ``optimization``, plus its runtime ``version``.
+        ``optimization``, plus its runtime ``version``. ``precision`` is the float precision
+        the engine was set to; ``effective_precision`` is the precision its Conv, Gemm and
+        MatMul layers run in (``int8``, ``fp32``, ``mixed``), read back where the runtime
+        tells, else ``unknown`` with ``effective_precision_source`` saying why.
         """

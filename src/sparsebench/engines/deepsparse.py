@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,8 +45,14 @@ class DeepSparseEngine(Engine):
         deepsparse = self.import_runtime("deepsparse")
         self._deepsparse = deepsparse
         scheduler = "single_stream" if self.request.streams == 1 else "multi_stream"
+        # compile_model writes input_shapes into the file it is given (override_onnx_input_shapes
+        # saves in place), which would fix the batch axis of the user's file. So it gets a copy,
+        # kept while the engine lives because the engine reads its model path again later.
+        self._copy_folder = tempfile.TemporaryDirectory(prefix="sparsebench-deepsparse-")
+        copy = Path(self._copy_folder.name) / Path(self.request.onnx_path).name
+        shutil.copyfile(self.request.onnx_path, copy)
         self._engine = deepsparse.compile_model(
-            self.request.onnx_path,
+            str(copy),
             batch_size=self.request.input_shape[0],
             num_cores=self.request.threads,
             num_streams=self.request.streams,
@@ -67,4 +76,12 @@ class DeepSparseEngine(Engine):
             "fraction_of_supported_ops": float(engine.fraction_of_supported_ops),
             "cpu_avx_type": engine.cpu_avx_type,
             "cpu_vnni": bool(engine.cpu_vnni),
+            # DeepSparse runs what its own kernels cannot through a bundled ONNX Runtime, and
+            # fraction_of_supported_ops is the share its kernels take.
+            "effective_precision": "unknown",
+            "layer_precisions": {},
+            "effective_precision_source": (
+                "not readable: DeepSparse 1.8 exposes no per-layer precision; fraction_of_supported_ops="
+                f"{float(engine.fraction_of_supported_ops):.2f} is the share of ops its own kernels run"
+            ),
         }

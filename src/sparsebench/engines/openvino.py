@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from sparsebench.engines.base import Engine
+from sparsebench.engines.base import Engine, effective_precision
 
 # OpenVINO's names for the precisions of INFERENCE_PRECISION_HINT.
 OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -17,6 +18,11 @@ READ_BACK = (
     "EXECUTION_MODE_HINT", "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING", "SCHEDULING_CORE_TYPE",
     "CPU_SPARSE_WEIGHTS_DECOMPRESSION_RATE", "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "EXECUTION_DEVICES",
 )
+
+# Layer types of the CPU plugin's runtime graph that compute Conv, Gemm and MatMul layers.
+COMPUTE_LAYERS = ("Convolution", "FullyConnected", "MatMul", "Deconvolution")
+# runtimePrecision values of those layers, by the names sparsebench uses.
+RUNTIME_PRECISIONS = {"u8": "int8", "i8": "int8", "f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
 class OpenVinoEngine(Engine):
@@ -83,4 +89,20 @@ class OpenVinoEngine(Engine):
             "streams": int(properties["NUM_STREAMS"]),
             "optimization": f"hint={properties['PERFORMANCE_HINT']}, mode={properties['EXECUTION_MODE_HINT']}",
             "properties": {key: str(value) for key, value in properties.items()},
+            **self._layer_precisions(),
+        }
+
+    def _layer_precisions(self) -> dict[str, Any]:
+        """Count the compute layers per ``runtimePrecision`` in the compiled model's runtime graph."""
+        layers: Counter[str] = Counter()
+        for op in self._compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "layerType" not in info or info["layerType"].astype(str) not in COMPUTE_LAYERS:
+                continue
+            runtime = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "unknown"
+            layers[RUNTIME_PRECISIONS.get(runtime, runtime)] += 1
+        return {
+            "effective_precision": effective_precision(dict(layers)),
+            "layer_precisions": dict(layers),
+            "effective_precision_source": "runtimePrecision of each layer in CompiledModel.get_runtime_model()",
         }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sparsebench.engines.base import Engine
+from sparsebench.engines.base import Engine, effective_precision
 
 # GraphOptimizationLevel members by the names the engine config uses.
 OPTIMIZATION_LEVELS = {
@@ -15,6 +18,13 @@ OPTIMIZATION_LEVELS = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
+
+# Op types of the optimized graph that compute Conv, Gemm and MatMul layers, by precision.
+# After QDQ fusion ONNX Runtime runs a quantized Conv as QLinearConv, or as NhwcQLinearConv after
+# its NHWC layout transformer. A DequantizeLinear left in front of a float Conv means float compute.
+INT8_OPS = ("QLinearConv", "NhwcQLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
+            "MatMulIntegerToFloat", "DynamicQuantizeMatMul")
+FLOAT_OPS = ("Conv", "FusedConv", "NhwcFusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
 
 
 class OrtEngine(Engine):
@@ -77,4 +87,33 @@ class OrtEngine(Engine):
             "streams": len(self._sessions),
             "optimization": level,
             "execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+            **self._layer_precisions(),
+        }
+
+    def _layer_precisions(self) -> dict[str, Any]:
+        """Count the compute layers per precision in the graph ONNX Runtime runs after optimizing.
+
+        A second session with the same options writes its optimized graph to a temporary
+        file, and its op types show whether QDQ pairs were fused into integer kernels.
+        """
+        import onnx
+
+        options = self._sessions[0].get_session_options()
+        with tempfile.TemporaryDirectory(prefix="sparsebench-ort-") as folder:
+            optimized = Path(folder) / "optimized.onnx"
+            probe = self._ort.SessionOptions()
+            probe.graph_optimization_level = options.graph_optimization_level
+            probe.intra_op_num_threads = 1
+            probe.log_severity_level = 3
+            probe.optimized_model_filepath = str(optimized)
+            self._ort.InferenceSession(self.request.onnx_path, probe, providers=["CPUExecutionProvider"])
+            op_types = Counter(node.op_type for node in onnx.load(str(optimized), load_external_data=False).graph.node)
+        layers = {
+            "int8": sum(op_types[op] for op in INT8_OPS),
+            "fp32": sum(op_types[op] for op in FLOAT_OPS),
+        }
+        return {
+            "effective_precision": effective_precision(layers),
+            "layer_precisions": layers,
+            "effective_precision_source": "op types of the optimized graph (SessionOptions.optimized_model_filepath)",
         }
