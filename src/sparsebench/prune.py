@@ -239,7 +239,7 @@ def dense_baseline(cfg: DictConfig, recipe: Recipe) -> str:
         return "pretrained weights"
     if recipe.oneshot:
         return "random initialization"
-    return f"{recipe.stabilization_epochs:g} stabilization epochs from random initialization"
+    return f"random initialization trained for recipe.stabilization_epochs={recipe.stabilization_epochs:g}"
 
 
 def check_onnx_matches_weights(weights: dict, onnx_report: dict) -> None:

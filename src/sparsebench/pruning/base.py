@@ -49,6 +49,10 @@ class Pruner(pl.Callback):
         """Return each group's target sparsity once ``step`` optimizer steps are done."""
         raise NotImplementedError
 
+    def applied_targets(self, step: int) -> dict[str, float]:
+        """Return the target each group's current masks were made for, after ``step`` steps."""
+        return self.targets(step)
+
     def measured(self) -> dict:
         """Measure the sparsity of the grouped layers' weights, overall, per layer and per group."""
         grouped = [name for names in self.members.values() for name in names]
@@ -84,7 +88,7 @@ class Pruner(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         measured = self.measured()
-        targets = self.targets(trainer.global_step)
+        targets = self.applied_targets(trainer.global_step)
         numel = {g: sum(self.layers[n].weight.numel() for n in names) for g, names in self.members.items()}
         total = sum(numel.values()) or 1
         metrics = {

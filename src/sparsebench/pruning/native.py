@@ -109,6 +109,11 @@ class NativeGMP(Pruner):
             for group in self.groups
         }
 
+    def applied_targets(self, step: int) -> dict[str, float]:
+        # An update due at an epoch boundary is applied at the next batch, so the schedule's
+        # value for ``step`` can be ahead of the masks; report what the masks were made for.
+        return dict(self.applied)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "masks": {name: mask.bool().cpu() for name, mask in self.masks.items()},
