@@ -77,7 +77,7 @@ def test_missing_val_split(tmp_path):
 def test_empty_class_folder_named(tmp_path):
     root = make_tree(tmp_path)
     (root / "train" / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"class folder .*train/empty holds no images"):
+    with pytest.raises(ValueError, match=r"class folder .*train/empty contains no images"):
         check_imagefolder(root)
 
 

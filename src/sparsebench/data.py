@@ -92,7 +92,7 @@ def check_imagefolder(root: Path, key: str = "data.root") -> list[str]:
         for name in classes:
             if not any(f.suffix.lower() in IMG_EXTENSIONS for f in (split_dir / name).iterdir()):
                 raise ValueError(
-                    f"class folder {split_dir / name} holds no images ({', '.join(IMG_EXTENSIONS)}); "
+                    f"class folder {split_dir / name} contains no images ({', '.join(IMG_EXTENSIONS)}); "
                     "add images or remove the folder."
                 )
         classes_by_split[split] = classes

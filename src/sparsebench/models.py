@@ -58,7 +58,7 @@ def create_model(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
 
 
 def _create_pretrained(timm_name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
-    """Load pretrained weights from the local cache first, then from the hub if it answers."""
+    """Load pretrained weights from the local cache first, then from the hub when it can be reached."""
     from huggingface_hub import constants as hub_constants
 
     try:
@@ -115,7 +115,7 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path, model_name: str)
         saved_name = state.get("hyper_parameters", {}).get("model_name")
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint={str(path)!r} holds no state dict ({type(state).__name__}).")
+        raise ValueError(f"checkpoint={str(path)!r} contains no state dict ({type(state).__name__}).")
 
     if saved_name is not None and saved_name != model_name:
         raise ValueError(

@@ -25,7 +25,7 @@ class ClassificationModule(pl.LightningModule):
     """Train ``model`` with cross-entropy; log ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``lr``.
 
     The LR starts at the optimizer's value and is multiplied by ``lr_gamma`` at each epoch in
-    ``lr_milestones``; milestones may be fractional, since the schedule steps per optimizer step.
+    ``lr_milestones``. Milestones may be fractional, because the schedule steps per optimizer step.
     With ``lr_milestones=None`` no LR scheduler is configured, so a pruner may set the LR.
     With ``optimizer=None`` the module can only be validated, not trained.
     """

@@ -280,7 +280,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     if "random initialization" in summary["dense/baseline"]:
         log.warning(
-            "the dense baseline is %s, so the accuracy delta says little about pruning; "
+            "the dense baseline is %s, so the accuracy delta does not measure the effect of pruning; "
             "give checkpoint=<trained dense checkpoint> for a meaningful one",
             summary["dense/baseline"],
         )

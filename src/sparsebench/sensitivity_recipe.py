@@ -20,7 +20,7 @@ DEFAULT_GROUP = "default"
 def max_safe_sparsity(sparsities: Sequence[float], drop_points: Sequence[float], tolerance_points: float) -> float:
     """Return the highest sparsity up to which every mean val/acc drop stays within the tolerance.
 
-    A noisy curve can recover above a sparsity that already failed; that recovery is ignored,
+    A noisy curve can recover above a sparsity that already failed. That recovery is ignored,
     so the result is the last sparsity before the first drop above ``tolerance_points``.
     ``sparsities`` are ascending and start at 0.0, whose drop is 0, so the result is >= 0.0.
     """

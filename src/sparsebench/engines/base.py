@@ -88,7 +88,7 @@ class Engine(ABC):
 
         Every engine reports at least ``precision``, ``threads``, ``streams`` and
         ``optimization``, plus its runtime ``version``. ``precision`` is the float precision
-        the engine was set to; ``effective_precision`` is the precision its Conv, Gemm and
+        the engine was set to. ``effective_precision`` is the precision its Conv, Gemm and
         MatMul layers run in (``int8``, ``fp32``, ``mixed``), read back where the runtime
-        tells, else ``unknown`` with ``effective_precision_source`` saying why.
+        reports it, else ``unknown`` with ``effective_precision_source`` giving the reason.
         """

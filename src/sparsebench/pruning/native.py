@@ -111,7 +111,7 @@ class NativeGMP(Pruner):
 
     def applied_targets(self, step: int) -> dict[str, float]:
         # An update due at an epoch boundary is applied at the next batch, so the schedule's
-        # value for ``step`` can be ahead of the masks; report what the masks were made for.
+        # value for ``step`` can be ahead of the masks. Report what the masks were made for.
         return dict(self.applied)
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +245,3 @@ class SparseMLPruner(Pruner):
             where = str(source) if source else "the translated recipe"
             raise ValueError(f"SparseML could not parse {where}: {type(error).__name__}: {error}") from error
 
-
-def python_supports_sparseml() -> bool:
-    """Return whether this interpreter and machine are ones SparseML 1.8.0 installs on."""
-    return sys.version_info < (3, 12) and platform.machine() in ("x86_64", "AMD64")
