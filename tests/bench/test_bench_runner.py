@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from bench_helpers import FAST_BENCH
-from sparsebench.bench.runner import benchmark
+from sparsebench.bench.runner import benchmark, follow_worker
 from sparsebench.bench.store import read_records
 
 
@@ -188,3 +191,27 @@ def test_exported_model_measured(bench_config: Callable[..., DictConfig]) -> Non
     assert (Path(cfg.paths.output_dir) / "model.onnx").is_file()
     # Random weights stand for a dense model: no convolution exported as all zeros.
     assert record["model_facts"]["sparsity/overall"] < 0.01
+
+
+WORKER_OUTPUT = (
+    "[worker] compiled in 1.2 s, first inference 8.0 ms; warming up for 10 s\n"
+    "[worker] repeat 1/2: 140.5 items/s\n"
+    "DeepSparse prints its own lines too\n"
+    "[worker] repeat 2/2: 138.0 items/s\n"
+)
+
+
+def test_worker_repeats_advance_bar(tmp_path: Path) -> None:
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as worker_log, tqdm(total=2, file=io.StringIO()) as progress:
+        follow_worker(io.StringIO(WORKER_OUTPUT), worker_log, progress, "ort model.onnx b1")
+        assert progress.n == 2
+        assert progress.postfix == "138.0 items/s"
+    assert log_path.read_text() == WORKER_OUTPUT
+
+
+def test_worker_repeats_logged_without_terminal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with (tmp_path / "worker.log").open("w") as worker_log, tqdm(total=2, disable=True) as progress:
+        with caplog.at_level(logging.INFO, logger="sparsebench.bench.runner"):
+            follow_worker(io.StringIO(WORKER_OUTPUT), worker_log, progress, "ort model.onnx b1")
+    assert caplog.messages == ["ort model.onnx b1: repeat 1/2, 140.5 items/s", "ort model.onnx b1: repeat 2/2, 138.0 items/s"]

@@ -14,13 +14,16 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from tqdm import tqdm
 
 import sparsebench
 from sparsebench.bench.checks import validate_benchmark
@@ -38,6 +41,10 @@ COMPILE_ALLOWANCE_S = 600
 LOG_TAIL_CHARS = 2000
 # Share of all CPUs that other processes may use during timing before a result is flagged.
 BUSY_WARNING_FRACTION = 0.10
+# The line the worker logs after each timed repeat; the runner turns it into progress.
+REPEAT_LINE = re.compile(r"repeat (\d+)/(\d+): ([\d.]+) items/s")
+# Seconds to wait for the last worker output once the worker has exited or been killed.
+READER_JOIN_S = 10
 
 
 class MeasurementError(RuntimeError):
@@ -277,7 +284,8 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float) -> dict[s
     """Run one measurement in a fresh Python process and return its result.
 
     The worker imports the same sparsebench as this process, because its source folder is put
-    first on PYTHONPATH. Its output goes to ``worker.log`` in ``output_dir``.
+    first on PYTHONPATH. Its output goes to ``worker.log`` in ``output_dir``, and each timed
+    repeat advances a progress bar on a terminal, or is logged where there is none.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     spec_path = output_dir / "measurement.json"
@@ -289,16 +297,27 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float) -> dict[s
     package_root = str(Path(sparsebench.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "sparsebench.bench.worker", str(spec_path), str(result_path)]
+    label = f"{spec['engine']} {Path(spec['onnx_path']).name} b{spec['input_shape'][0]}"
 
-    with log_path.open("w") as worker_log:
+    # disable=None shows the bar only when stderr is a terminal.
+    with log_path.open("w") as worker_log, tqdm(total=spec["bench"]["repeats"], desc=label, unit="repeat",
+                                                disable=None, leave=False) as progress:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        reader = threading.Thread(target=follow_worker, args=(process.stdout, worker_log, progress, label),
+                                  daemon=True)
+        reader.start()
         try:
-            process = subprocess.run(command, stdout=worker_log, stderr=subprocess.STDOUT, env=env, timeout=limit_s)
+            process.wait(timeout=limit_s)
         except subprocess.TimeoutExpired as error:
+            process.kill()
+            process.wait()
             raise MeasurementError(
                 "run", "TimeoutError",
                 f"the measurement did not finish within {limit_s:.0f} s and was killed; raise bench.timeout_s "
                 f"or shorten bench.duration_s. Worker log: {log_path}",
             ) from error
+        finally:
+            reader.join(READER_JOIN_S)
 
     if result_path.is_file():
         result = json.loads(result_path.read_text())
@@ -307,6 +326,20 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float) -> dict[s
         error = result["error"]
         raise MeasurementError(error["phase"], error["type"], error["message"])
     raise MeasurementError("run", "WorkerCrashed", describe_exit(process.returncode, log_path))
+
+
+def follow_worker(stream: IO[str], worker_log: IO[str], progress: tqdm, label: str) -> None:
+    """Copy the worker's output to its log and report each finished repeat as progress."""
+    for line in stream:
+        worker_log.write(line)
+        worker_log.flush()
+        match = REPEAT_LINE.search(line)
+        if match is None:
+            continue
+        progress.update(1)
+        progress.set_postfix_str(f"{float(match[3]):.1f} items/s")
+        if progress.disable:
+            log.info("%s: repeat %s/%s, %s items/s", label, match[1], match[2], match[3])
 
 
 def describe_exit(returncode: int, log_path: Path) -> str:

@@ -143,6 +143,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         engine.run(batches[0], 0)
         first_inference_ns = time.perf_counter_ns() - start
         settings = engine.describe()
+        log.info("compiled in %.1f s, first inference %.1f ms; warming up for %.0f s",
+                 compile_ns / 1e9, first_inference_ns / 1e6, bench["warmup_s"])
 
         # 2. Warm-up, untimed: at least warmup_s seconds and warmup_calls calls per stream.
         timed_repeat(engine, batches, bench["warmup_s"])
