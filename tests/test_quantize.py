@@ -17,7 +17,7 @@ from sparsebench.export import onnx_weights
 from sparsebench.prune import prune
 from sparsebench.pruning.masks import magnitude_masks, prunable_layers
 from sparsebench.pruning.recipe import Recipe
-from sparsebench.quantize import quantize
+from sparsebench.quantize import check_source, quantize
 
 from compose import compose_config
 from presets import CONF_DIR, TINY_MODEL
@@ -205,3 +205,25 @@ def test_prune_rejects_unknown_quantize(make_config) -> None:
 def test_bad_calibration_method_rejected(make_config) -> None:
     with pytest.raises(ValueError, match="quantization.calibration_method='Mean' is unknown"):
         prune(make_config("prune", [*PRUNE, "quantize=int8", "quantization.calibration_method=Mean"]))
+
+
+def resnet50_run_file(folder: Path) -> Path:
+    """Write a placeholder float file whose summary.json names resnet50 as its model."""
+    path = folder / "pruned.onnx"
+    path.write_bytes(b"placeholder")
+    (folder / "summary.json").write_text(json.dumps({"model": "resnet50", "timm_name": "resnet50"}))
+    return path
+
+
+def test_model_taken_from_run_summary(make_config, tmp_path: Path) -> None:
+    path = resnet50_run_file(tmp_path)
+    cfg = make_config("quantize", [f"onnx={path}"])
+    assert check_source(cfg) == path
+    assert cfg.model.name == "resnet50"
+    assert cfg.model.timm_name == "resnet50"
+
+
+def test_model_mismatch_on_command_line(make_config, tmp_path: Path) -> None:
+    cfg = make_config("quantize", [f"onnx={resnet50_run_file(tmp_path)}", "model=efficientnet_b0"])
+    with pytest.raises(ValueError, match="set model=resnet50"):
+        check_source(cfg)

@@ -29,6 +29,15 @@ def absolute_path(value: str) -> str:
     return str(path.resolve())
 
 
+def set_on_command_line(key: str) -> bool:
+    """Return whether the running Hydra job's overrides set ``key``, as ``key=``, ``+key=`` or ``++key=``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(override.split("=", 1)[0].lstrip("+") == key for override in HydraConfig.get().overrides.task)
+
+
 def expand_recipe_files(argv: list[str]) -> list[str]:
     """Turn ``recipe=path/to/file.yaml`` on the command line into ``recipe=file recipe.path=...``.
 

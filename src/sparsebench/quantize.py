@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sparsebench.bench.onnx_file import inspect_input, prune_run_layers, run_summary
 from sparsebench.calibration import check_calibration_size, onnx_top1
-from sparsebench.config import absolute_path
+from sparsebench.config import absolute_path, set_on_command_line
 from sparsebench.data import ImageDataModule, build_datamodule
 from sparsebench.export import file_facts
 from sparsebench.int8 import check_float_file, quantize_file, validate_quantization
@@ -112,18 +112,29 @@ def quantize(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_source(cfg: DictConfig) -> Path:
-    """Return ``cfg.onnx`` as a path, raising when it is unset or missing or names another model."""
+    """Return ``cfg.onnx`` as a path, raising when it is unset or missing or names another model.
+
+    When the file's run folder names its model in ``summary.json`` and ``model=`` is not on the
+    command line, ``cfg.model`` takes that model's name and timm name, which set the normalization.
+    """
     if not cfg.onnx:
         raise ValueError("onnx is not set; give the float file to quantize, e.g. onnx=outputs/prune/runs/<run>/pruned.onnx.")
     path = Path(cfg.onnx)
     if not path.is_file():
         raise FileNotFoundError(f"onnx={cfg.onnx!r} does not exist or is not a file; give the path of a float ONNX file.")
-    saved_model = (run_summary(path) or {}).get("model")
+    summary = run_summary(path) or {}
+    saved_model = summary.get("model")
     if saved_model and saved_model != cfg.model.name:
-        raise ValueError(
-            f"onnx={str(path)!r} was exported from model {saved_model!r} (see {path.parent / 'summary.json'}), "
-            f"but model={cfg.model.name!r}; add model={saved_model} so the images get that model's normalization."
-        )
+        if set_on_command_line("model") or not summary.get("timm_name"):
+            raise ValueError(
+                f"onnx={str(path)!r} was exported from model {saved_model!r} (see {path.parent / 'summary.json'}), "
+                f"but model={cfg.model.name!r}; set model={saved_model} so the images get that model's normalization."
+            )
+        log.info("onnx=%s was exported from model %s (timm %s, its summary.json); quantizing it as that model",
+                 path, saved_model, summary["timm_name"])
+        with open_dict(cfg):
+            cfg.model.name = saved_model
+            cfg.model.timm_name = summary["timm_name"]
     check_model_name(cfg.model.timm_name)
     return path
 

@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from bench_helpers import FAST_BENCH
-from sparsebench.bench.runner import benchmark, follow_worker
+from sparsebench.bench.onnx_file import source_model_name
+from sparsebench.bench.runner import benchmark, describe_source, follow_worker
 from sparsebench.bench.store import read_records
 
 
@@ -144,12 +145,32 @@ def test_corrupt_file_stored_failed(bench_config: Callable[..., DictConfig], tmp
     assert len(results_lines(cfg)) == 1
 
 
-def test_model_mismatch_named(bench_config: Callable[..., DictConfig], sparse_onnx: tuple[Path, dict], tmp_path: Path) -> None:
+@pytest.fixture
+def resnet50_run_file(sparse_onnx: tuple[Path, dict], tmp_path: Path) -> Path:
+    """The sparse test file in a folder whose summary.json names resnet50 as its model."""
     path = tmp_path / "pruned.onnx"
     path.write_bytes(sparse_onnx[0].read_bytes())
     (tmp_path / "summary.json").write_text(json.dumps({"model": "resnet50", "recipe": "gmp_62"}))
-    with pytest.raises(ValueError, match="add model=resnet50"):
-        benchmark(bench_config([*FAST_BENCH, f"onnx={path}"]))
+    return path
+
+
+def test_model_mismatch_on_command_line(bench_config: Callable[..., DictConfig], resnet50_run_file: Path) -> None:
+    with pytest.raises(ValueError, match="drop model= or set model=resnet50"):
+        benchmark(bench_config([*FAST_BENCH, f"onnx={resnet50_run_file}", "model=resnet10t"]))
+
+
+def test_model_name_from_run_summary(bench_config: Callable[..., DictConfig], resnet50_run_file: Path) -> None:
+    cfg = bench_config([*FAST_BENCH, f"onnx={resnet50_run_file}"])
+    source = describe_source(cfg)
+    assert cfg.model.name == "resnet10t"
+    assert source["model"] == "resnet50"
+    assert source["recipe"] == "gmp_62"
+
+
+def test_folder_name_from_run_summary(resnet50_run_file: Path, sparse_onnx: tuple[Path, dict]) -> None:
+    assert source_model_name(str(resnet50_run_file), "resnet10t") == "resnet50"
+    assert source_model_name(str(sparse_onnx[0]), "resnet10t") == "resnet10t"
+    assert source_model_name(None, "resnet10t") == "resnet10t"
 
 
 @pytest.mark.parametrize("engine", ["ort", "openvino", "deepsparse"])

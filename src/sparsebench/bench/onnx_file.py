@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from omegaconf import OmegaConf
 from onnx import TensorProto
 
 from sparsebench.export import file_facts, onnx_sparsity, onnx_weight_types
@@ -146,6 +147,21 @@ def run_summary(path: Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as error:
         log.warning("%s is not valid JSON (%s); the model name comes from model= alone", summary, error)
         return None
+
+
+def source_model_name(onnx: str | None, model_name: str) -> str:
+    """Return the model named in the ``summary.json`` next to ``onnx``, else ``model_name``.
+
+    ``conf/benchmark.yaml`` names run folders with it, as the ``source_model`` resolver, so that
+    a measured file's folder carries the model it was exported from.
+    """
+    if not onnx:
+        return model_name
+    summary = run_summary(Path(onnx).expanduser()) or {}
+    return summary.get("model") or model_name
+
+
+OmegaConf.register_new_resolver("source_model", source_model_name, replace=True)
 
 
 def _numel(dims: Any) -> int:

@@ -32,7 +32,7 @@ from sparsebench.bench.onnx_file import file_accuracy, inspect_input, model_fact
 from sparsebench.bench.statistics import aggregate
 from sparsebench.bench.store import SCHEMA, append_record, completed_keys, read_records
 from sparsebench.bench.tracking import log_measurement
-from sparsebench.config import absolute_path
+from sparsebench.config import absolute_path, set_on_command_line
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +167,20 @@ def describe_source(cfg: DictConfig) -> dict[str, Any]:
     if cfg.onnx:
         path = Path(cfg.onnx)
         summary = run_summary(path) or {}
+        model_name = cfg.model.name
         saved_model = summary.get("model")
-        if saved_model and saved_model != cfg.model.name:
-            raise ValueError(
-                f"onnx={str(path)!r} was exported from model {saved_model!r} (see {path.parent / 'summary.json'}), "
-                f"but model={cfg.model.name!r}; add model={saved_model} so the result carries the right name."
-            )
+        if saved_model and saved_model != model_name:
+            if set_on_command_line("model"):
+                raise ValueError(
+                    f"onnx={str(path)!r} was exported from model {saved_model!r} (see {path.parent / 'summary.json'}), "
+                    f"but model={model_name!r}; drop model= or set model={saved_model}."
+                )
+            log.info("onnx=%s was exported from model %s (its summary.json), so the result is stored under that name",
+                     path, saved_model)
+            model_name = saved_model
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return {
-            "kind": "file", "model": cfg.model.name, "path": str(path), "sha256": digest,
+            "kind": "file", "model": model_name, "path": str(path), "sha256": digest,
             "label": path.stem, "recipe": summary.get("recipe") if path.stem != "dense" else None,
         }
     weights = "pretrained" if cfg.model.pretrained else "random"
