@@ -18,11 +18,29 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 ENGINE_COLORS = {"ort": "#4c72b0", "openvino": "#dd8452", "deepsparse": "#55a868"}
 DPI = 120
+
+
+def log_throughput_axis(ax: plt.Axes) -> None:
+    """Put the y axis on a log scale labelled with plain numbers instead of powers of ten.
+
+    Minor ticks are labelled where the axis spans less than a decade, else only at 2 and 5
+    times a power of ten, so that labels stay apart.
+    """
+
+    def minor_label(value: float, _: int) -> str:
+        low, high = ax.get_ylim()
+        leading_digit = round(value / 10 ** np.floor(np.log10(value)))
+        return f"{value:g}" if high / low < 10 or leading_digit in (2, 5) else ""
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor_label))
 
 
 def slug(text: str) -> str:
@@ -60,7 +78,7 @@ def bar_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: Path) 
             edgecolor="black", linewidth=0.5, label=f"{engine} {variant}",
         )
     ax.set_xticks(range(len(models)), models, rotation=20 if len(models) > 4 else 0)
-    ax.set_yscale("log")
+    log_throughput_axis(ax)
     ax.set_ylabel("throughput (images/s, log scale)")
     ax.set_title(f"{machine}\n{title_suffix}", fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.3)
@@ -88,7 +106,7 @@ def overview_chart(frame: pd.DataFrame, title_suffix: str, path: Path) -> Path:
         ax.set_title(model, fontsize=10)
         ax.set_xticks(range(len(machines)), [m.split(" (")[0] for m in machines], rotation=15, fontsize=8)
         ax.set_xlim(-0.5, len(machines) - 0.5)
-        ax.set_yscale("log")
+        log_throughput_axis(ax)
         ax.set_ylabel("throughput (images/s)")
         ax.grid(which="both", alpha=0.3)
     for ax in list(axes.flat)[len(models):]:
@@ -114,7 +132,7 @@ def sparsity_chart(frame: pd.DataFrame, machine: str, title_suffix: str, path: P
         ax.set_title(engine, fontsize=10, color=color(engine))
         ax.set_xlabel("sparsity (%)")
         ax.set_xlim(-5, 105)
-        ax.set_yscale("log")
+        log_throughput_axis(ax)
         ax.grid(which="both", alpha=0.3)
     axes.flat[0].set_ylabel("throughput (images/s)")
     axes.flat[-1].legend(fontsize=8)
