@@ -125,7 +125,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
             "streams": cfg.streams,
             "bench": measurement["bench"],
         }
-        result = run_worker(spec, output_dir, timeout_s(cfg.bench))
+        label = f"{source['model']} {source['label']} {cfg.engine.kind} b{cfg.batch_size}"
+        result = run_worker(spec, output_dir, timeout_s(cfg.bench), label)
         metrics, spread = aggregate(result["repeats"])
         record["engine_settings"] = result["engine_settings"]
         record["repeats"] = result["repeats"]
@@ -285,12 +286,13 @@ def timeout_s(bench: DictConfig) -> float:
     return bench.warmup_s + bench.repeats * bench.duration_s + COMPILE_ALLOWANCE_S
 
 
-def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float) -> dict[str, Any]:
+def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float, label: str | None = None) -> dict[str, Any]:
     """Run one measurement in a fresh Python process and return its result.
 
     The worker imports the same sparsebench as this process, because its source folder is put
     first on PYTHONPATH. Its output goes to ``worker.log`` in ``output_dir``, and each timed
-    repeat advances a progress bar on a terminal, or is logged where there is none.
+    repeat advances a progress bar on a terminal, or is logged where there is none; ``label``
+    names the measurement there (default: engine, file name and batch size).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     spec_path = output_dir / "measurement.json"
@@ -302,7 +304,7 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float) -> dict[s
     package_root = str(Path(sparsebench.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "sparsebench.bench.worker", str(spec_path), str(result_path)]
-    label = f"{spec['engine']} {Path(spec['onnx_path']).name} b{spec['input_shape'][0]}"
+    label = label or f"{spec['engine']} {Path(spec['onnx_path']).name} b{spec['input_shape'][0]}"
 
     # disable=None shows the bar only when stderr is a terminal.
     with log_path.open("w") as worker_log, tqdm(total=spec["bench"]["repeats"], desc=label, unit="repeat",
