@@ -182,6 +182,7 @@ def test_each_engine_measures(bench_config: Callable[..., DictConfig], sparse_on
     assert record["metrics"]["throughput/items_per_s"] > 0
     if engine == "deepsparse":
         assert 0 < record["engine_settings"]["fraction_of_supported_ops"] <= 1
+        assert record["engine_settings"]["optimization"] == "scheduler=single_stream"
 
 
 def test_deepsparse_leaves_file_unchanged(bench_config: Callable[..., DictConfig], sparse_onnx: tuple[Path, dict],

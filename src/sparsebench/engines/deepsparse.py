@@ -71,7 +71,8 @@ class DeepSparseEngine(Engine):
             "precision": {np.dtype(np.float32): "fp32", np.dtype(np.float16): "fp16"}.get(input_dtype, str(input_dtype)),
             "threads": int(engine.num_cores),
             "streams": int(engine.num_streams),
-            "optimization": f"scheduler={engine.scheduler.name}",
+            # The enum's value, because Scheduler.default is an alias whose name hides single_stream.
+            "optimization": f"scheduler={engine.scheduler.value}",
             "thread_pinning": self._pinning,
             "fraction_of_supported_ops": float(engine.fraction_of_supported_ops),
             "cpu_avx_type": engine.cpu_avx_type,
