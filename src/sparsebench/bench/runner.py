@@ -309,7 +309,8 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float, label: st
     # disable=None shows the bar only when stderr is a terminal.
     with log_path.open("w") as worker_log, tqdm(total=spec["bench"]["repeats"], desc=label, unit="repeat",
                                                 disable=None, leave=False) as progress:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                                   errors="replace")
         reader = threading.Thread(target=follow_worker, args=(process.stdout, worker_log, progress, label),
                                   daemon=True)
         reader.start()
@@ -323,6 +324,11 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float, label: st
                 f"the measurement did not finish within {limit_s:.0f} s and was killed; raise bench.timeout_s "
                 f"or shorten bench.duration_s. Worker log: {log_path}",
             ) from error
+        except BaseException:
+            # Ctrl-C or another error here: the measurement process must not outlive the runner.
+            process.kill()
+            process.wait()
+            raise
         finally:
             reader.join(READER_JOIN_S)
 
