@@ -42,7 +42,7 @@ LOG_TAIL_CHARS = 2000
 # Share of all CPUs that other processes may use during timing before a result is flagged.
 BUSY_WARNING_FRACTION = 0.10
 # The line the worker logs after each timed repeat; the runner turns it into progress.
-REPEAT_LINE = re.compile(r"repeat (\d+)/(\d+): ([\d.]+) items/s")
+REPEAT_LINE = re.compile(r"^\[worker\] repeat (\d+)/(\d+): ([\d.]+) items/s")
 # Seconds to wait for the last worker output once the worker has exited or been killed.
 READER_JOIN_S = 10
 
@@ -346,7 +346,7 @@ def follow_worker(stream: IO[str], worker_log: IO[str], progress: tqdm, label: s
     for line in stream:
         worker_log.write(line)
         worker_log.flush()
-        match = REPEAT_LINE.search(line)
+        match = REPEAT_LINE.match(line)
         if match is None:
             continue
         progress.update(1)

@@ -25,7 +25,9 @@ import psutil
 from sparsebench.bench.statistics import summarize_repeat
 from sparsebench.engines import Engine, EngineRequest, engine_class
 
-log = logging.getLogger(__name__)
+# Named, not __name__: run with -m this module is __main__, and DeepSparse adds a handler of its
+# own to the __main__ logger, which would print every line twice.
+log = logging.getLogger("sparsebench.bench.worker")
 
 
 def rss_mib() -> float:
@@ -143,7 +145,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         engine.run(batches[0], 0)
         first_inference_ns = time.perf_counter_ns() - start
         settings = engine.describe()
-        log.info("compiled in %.1f s, first inference %.1f ms; warming up for %.0f s",
+        log.info("compiled in %.1f s, first inference %.1f ms; warming up for %.1f s",
                  compile_ns / 1e9, first_inference_ns / 1e6, bench["warmup_s"])
 
         # 2. Warm-up, untimed: at least warmup_s seconds and warmup_calls calls per stream.
