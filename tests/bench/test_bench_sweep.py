@@ -46,7 +46,8 @@ def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
     records = stored_records(results)
     assert [record["measurement"]["engine"] for record in records] == ["ort", "openvino"]
     assert [record["status"] for record in records] == ["ok", "ok"]
-    assert "skipped" in rerun.stdout + rerun.stderr
+    assert "1 measurement(s) stored" in rerun.stdout + rerun.stderr
+    assert "0 failed, 1 skipped as stored before" in rerun.stdout + rerun.stderr
 
 
 def test_interrupted_runner_stops_measurement(tmp_path: Path) -> None:

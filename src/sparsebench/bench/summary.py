@@ -44,12 +44,16 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self.results_file: Path | None = None
         self.sweep: str | None = None
+        self.completed_jobs = 0
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import JobStatus
 
         self.results_file = Path(config.results_file)
         self.sweep = Path(HydraConfig.get().sweep.dir).name
+        if job_return.status == JobStatus.COMPLETED:
+            self.completed_jobs += 1
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.results_file is None:
@@ -58,7 +62,10 @@ class SweepSummary(Callback):
         records = read_records([self.results_file]) if self.results_file.is_file() else []
         records = [record for record in records if record.get("sweep") == self.sweep]
         failed = sum(record["status"] != "ok" for record in records)
-        log.info("sweep %s: %d measurement(s) stored in %s, %d failed", self.sweep, len(records), self.results_file, failed)
+        # A completed job that stored nothing in this sweep found its measurement stored already.
+        skipped = max(0, self.completed_jobs - len(records))
+        log.info("sweep %s: %d measurement(s) stored in %s, %d failed, %d skipped as stored before (force=true "
+                 "measures them again)", self.sweep, len(records), self.results_file, failed, skipped)
         for line in summary_lines(records):
             log.info(line)
         if failed:
