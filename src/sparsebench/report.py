@@ -71,6 +71,9 @@ def results_frame(records: list[dict[str, Any]], dense_max_sparsity: float) -> p
             "image_size": measurement.get("image_size"),
             "scenario": measurement["scenario"],
             "threads": measurement["threads"],
+            "protocol": protocol(measurement["bench"]),
+            "repeats_planned": measurement["bench"]["repeats"],
+            "repeat_s": measurement["bench"]["duration_s"],
             "precision": measurement["precision"],
             # Records written before INT8 support have no weights/precision: their files were float.
             "weights": facts.get("weights/precision", "fp32"),
@@ -180,14 +183,22 @@ def int8_table(pairs: pd.DataFrame) -> str:
 
 def compression_table(ok: pd.DataFrame) -> str:
     """Format parameters, sparsity, file size and gzip -9 size of every measured file."""
-    files = ok.drop_duplicates("file").sort_values(["model", "sparsity"])
+    # Exports with random weights share a "file" entry, so the input size distinguishes them.
+    files = ok.drop_duplicates(["file", "image_size"]).sort_values(["model", "image_size", "sparsity"])
     rows = [
-        [row.model, row.variant, row.weights, f"{100 * row.sparsity:.1f}", f"{row.parameters / 1e6:.2f}",
-         f"{row.bytes / 2**20:.2f}", f"{row.gzip_bytes / 2**20:.2f}", f"{row.gzip_ratio:.2f}"]
+        [row.model, row.image_size, row.variant, row.weights, f"{100 * row.sparsity:.1f}",
+         f"{row.parameters / 1e6:.2f}", f"{row.bytes / 2**20:.2f}", f"{row.gzip_bytes / 2**20:.2f}",
+         f"{row.gzip_ratio:.2f}"]
         for row in files.itertuples()
     ]
-    headers = ["model", "variant", "weights", "sparsity (%)", "parameters (M)", "ONNX (MiB)", "gzip -9 (MiB)", "gzip ratio"]
+    headers = ["model", "input (px)", "variant", "weights", "sparsity (%)", "parameters (M)", "ONNX (MiB)",
+               "gzip -9 (MiB)", "gzip ratio"]
     return markdown_table(headers, rows)
+
+
+def protocol(bench: dict[str, Any]) -> str:
+    """Describe a measurement's timing protocol, e.g. ``bench=default, 5 x 60 s after 10 s warm-up``."""
+    return f"bench={bench.get('name')}, {bench['repeats']} x {bench['duration_s']:g} s after {bench['warmup_s']:g} s warm-up"
 
 
 def machine_table(records: list[dict[str, Any]]) -> str:
@@ -262,6 +273,19 @@ def report(cfg: DictConfig) -> Path:
                 ["machine", "model", "input (px)", "variant", "engine", "batch", "other processes (% of CPUs)"],
                 [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, f"{100 * row.busy:.0f}"]
                  for row in busy.itertuples()],
+            ),
+        ]
+    full = cfg.full_protocol
+    shortened = ok[(ok["repeats_planned"] < full.repeats) | (ok["repeat_s"] < full.duration_s)]
+    if len(shortened):
+        sections += [
+            "## Measurements shorter than the full protocol",
+            f"These had fewer than {full.repeats} repeats or repeats shorter than {full.duration_s:g} s, the "
+            "study's protocol, so their figures are less certain; bench=quick is for smoke runs only.",
+            markdown_table(
+                ["machine", "model", "input (px)", "variant", "engine", "batch", "protocol"],
+                [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, row.protocol]
+                 for row in shortened.itertuples()],
             ),
         ]
     if len(failed):

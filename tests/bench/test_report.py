@@ -13,8 +13,12 @@ from sparsebench.bench.store import SCHEMA, append_record
 from sparsebench.report import report
 
 
+FULL_PROTOCOL = {"name": "default", "repeats": 5, "duration_s": 60, "warmup_s": 10}
+QUICK_PROTOCOL = {"name": "quick", "repeats": 3, "duration_s": 2, "warmup_s": 0.5}
+
+
 def fake_record(host: str, model: str, engine: str, sparsity: float, throughput: float, status: str = "ok",
-                weights: str = "fp32") -> dict:
+                weights: str = "fp32", bench: dict | None = None) -> dict:
     """A stored record with only the fields the report reads."""
     record = {
         "schema": SCHEMA,
@@ -24,6 +28,7 @@ def fake_record(host: str, model: str, engine: str, sparsity: float, throughput:
         "measurement": {
             "model": model, "engine": engine, "batch_size": 1, "image_size": 224, "scenario": "sync", "threads": 2, "precision": "fp32",
             "source": {"kind": "file", "sha256": f"{model}-{sparsity}-{weights}", "label": "pruned" if sparsity > 0.05 else "dense"},
+            "bench": bench or FULL_PROTOCOL,
         },
         "machine": {
             "hostname": host, "cpu_model": f"CPU of {host}", "cpu_vendor": "GenuineIntel", "physical_cores": 4,
@@ -70,9 +75,20 @@ def test_report_tables(bench_config: Callable[..., DictConfig], two_machine_resu
     assert "| CPU of a (a) | mobilenet_v1 | 62.0 | fp32 | openvino | 1 | 400.0 | 480.0 | 1.20x |" in text
     # Throughput table, mean ± std.
     assert "| CPU of a (a) | resnet50 | 224 | dense | 0.0 | fp32 | 1 | sync, 2 thr | 100.0 ± 2.0 | 100.0 ± 2.0 | 100.0 ± 2.0 |" in text
-    assert "| resnet50 | pruned | fp32 | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
+    assert "| resnet50 | 224 | pruned | fp32 | 62.0 | 1.00 | 4.00 | 2.00 | 2.00 |" in text
+    assert "shorter than the full protocol" not in text
     assert "| b | CPU of b | GenuineIntel | 4 / 8 | L2 1024K | 3000 | avx2, avx512 |" in text
     assert "| vgg19 | deepsparse | 1 | compile | RuntimeError: unsupported op |" in text
+
+
+def test_short_protocol_flagged(bench_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    path = tmp_path / "outputs" / "benchmark" / "results.jsonl"
+    append_record(path, fake_record("a", "resnet50", "ort", 0.0, 100.0))
+    append_record(path, fake_record("a", "mobilenet_v1", "ort", 0.0, 400.0, bench=QUICK_PROTOCOL))
+    text = report(bench_config(task="report")).read_text()
+    flagged = text.split("## Measurements shorter than the full protocol")[1].split("## ")[0]
+    assert "| CPU of a (a) | mobilenet_v1 | 224 | dense | ort | 1 | bench=quick, 3 x 2 s after 0.5 s warm-up |" in flagged
+    assert "resnet50" not in flagged
 
 
 def test_report_figures(bench_config: Callable[..., DictConfig], two_machine_results: Path) -> None:
