@@ -292,3 +292,6 @@ def print_summary(summary: dict[str, Any]) -> None:
             100 * summary["sparsity/int8"],
         )
     log.info("sparsity report: %s", summary["sparsity_report"])
+    run_folder = Path(summary["sparsity_report"]).parent
+    log.info("run folder: %s (benchmark its files with `python benchmark.py -m onnx=%s,%s`)",
+             run_folder, run_folder / "dense.onnx", run_folder / "pruned.onnx")
