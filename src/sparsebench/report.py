@@ -196,6 +196,15 @@ def compression_table(ok: pd.DataFrame) -> str:
     return markdown_table(headers, rows)
 
 
+def flagged_table(flagged: pd.DataFrame, header: str, values: list[str]) -> str:
+    """Format the measurements in ``flagged``, each with its entry of ``values`` in a last column ``header``."""
+    return markdown_table(
+        ["machine", "model", "input (px)", "variant", "engine", "batch", header],
+        [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, value]
+         for row, value in zip(flagged.itertuples(), values)],
+    )
+
+
 def protocol(bench: dict[str, Any]) -> str:
     """Describe a measurement's timing protocol, e.g. ``bench=default, 5 x 60 s after 10 s warm-up``."""
     return f"bench={bench.get('name')}, {bench['repeats']} x {bench['duration_s']:g} s after {bench['warmup_s']:g} s warm-up"
@@ -269,11 +278,7 @@ def report(cfg: DictConfig) -> Path:
             "## Measurements taken on a busy machine",
             f"Other processes used more than {100 * cfg.busy_max_fraction:.0f}% of the CPUs during these; rerun them "
             "with force=true on an idle machine.",
-            markdown_table(
-                ["machine", "model", "input (px)", "variant", "engine", "batch", "other processes (% of CPUs)"],
-                [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, f"{100 * row.busy:.0f}"]
-                 for row in busy.itertuples()],
-            ),
+            flagged_table(busy, "other processes (% of CPUs)", [f"{100 * value:.0f}" for value in busy["busy"]]),
         ]
     full = cfg.full_protocol
     shortened = ok[(ok["repeats_planned"] < full.repeats) | (ok["repeat_s"] < full.duration_s)]
@@ -281,12 +286,8 @@ def report(cfg: DictConfig) -> Path:
         sections += [
             "## Measurements shorter than the full protocol",
             f"These had fewer than {full.repeats} repeats or repeats shorter than {full.duration_s:g} s, the "
-            "study's protocol, so their figures are less certain; bench=quick is for smoke runs only.",
-            markdown_table(
-                ["machine", "model", "input (px)", "variant", "engine", "batch", "protocol"],
-                [[row.machine, row.model, row.image_size, row.variant, row.engine, row.batch_size, row.protocol]
-                 for row in shortened.itertuples()],
-            ),
+            "study's protocol, so their figures are less certain. bench=quick is for smoke runs only.",
+            flagged_table(shortened, "protocol", list(shortened["protocol"])),
         ]
     if len(failed):
         sections += ["## Failed measurements", failure_table(failed)]

@@ -91,6 +91,18 @@ def test_short_protocol_flagged(bench_config: Callable[..., DictConfig], tmp_pat
     assert "resnet50" not in flagged
 
 
+def test_busy_machine_flagged(bench_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    path = tmp_path / "outputs" / "benchmark" / "results.jsonl"
+    busy = fake_record("a", "mobilenet_v1", "ort", 0.0, 400.0)
+    busy["metrics"]["cpu/other_processes_busy"] = 0.3
+    append_record(path, busy)
+    append_record(path, fake_record("a", "resnet50", "ort", 0.0, 100.0))
+    text = report(bench_config(task="report")).read_text()
+    flagged = text.split("## Measurements taken on a busy machine")[1].split("## ")[0]
+    assert "| CPU of a (a) | mobilenet_v1 | 224 | dense | ort | 1 | 30 |" in flagged
+    assert "resnet50" not in flagged
+
+
 def test_report_figures(bench_config: Callable[..., DictConfig], two_machine_results: Path) -> None:
     path = report(bench_config(task="report"))
     figures = sorted((path.parent / "figures").glob("*.png"))

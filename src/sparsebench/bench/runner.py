@@ -290,9 +290,9 @@ def run_worker(spec: dict[str, Any], output_dir: Path, limit_s: float, label: st
     """Run one measurement in a fresh Python process and return its result.
 
     The worker imports the same sparsebench as this process, because its source folder is put
-    first on PYTHONPATH. Its output goes to ``worker.log`` in ``output_dir``, and each timed
-    repeat advances a progress bar on a terminal, or is logged where there is none; ``label``
-    names the measurement there (default: engine, file name and batch size).
+    first on PYTHONPATH. Its output goes to ``worker.log`` in ``output_dir``. Each timed repeat
+    advances a progress bar on a terminal, or is logged where there is none. ``label`` names the
+    measurement in both (default: engine, file name and batch size).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     spec_path = output_dir / "measurement.json"
